@@ -1,0 +1,13 @@
+# Script mode: writes OUTPUT from TEMPLATE; the file is only touched when its content changes.
+execute_process(COMMAND git -C "${SOURCE_DIR}" rev-parse --short=12 HEAD
+  OUTPUT_VARIABLE GIT_HASH OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET RESULT_VARIABLE _rc)
+if(NOT _rc EQUAL 0 OR GIT_HASH STREQUAL "")
+  set(GIT_HASH "unknown")
+else()
+  execute_process(COMMAND git -C "${SOURCE_DIR}" status --porcelain --untracked-files=no
+    OUTPUT_VARIABLE _dirty OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+  if(NOT _dirty STREQUAL "")
+    string(APPEND GIT_HASH "-dirty")
+  endif()
+endif()
+configure_file("${TEMPLATE}" "${OUTPUT}" @ONLY)

@@ -1,0 +1,70 @@
+// pgolf prepare: raw text -> challenge-format token shards.
+#include <CLI/CLI.hpp>
+
+#include <memory>
+
+#include "cli/commands.hpp"
+#include "common/error.hpp"
+#include "data/prepare.hpp"
+
+namespace pgolf::cli {
+
+void register_prepare(CLI::App& app) {
+  auto opts = std::make_shared<data::PrepareOptions>();
+  auto format = std::make_shared<std::string>("auto");
+  auto txt_docs = std::make_shared<std::string>("line");
+  auto train_out = std::make_shared<std::string>();
+
+  CLI::App* cmd = app.add_subcommand(
+      "prepare",
+      "Tokenize raw text (.jsonl with a \"text\" field, or .txt; optionally .xz-compressed) into token shards with "
+      "the challenge's conventions: [BOS] + ids per document, no EOS, the first --val-docs documents in the val "
+      "split, shards of at most --shard-tokens tokens named PREFIX_{val,train}_NNNNNN.bin, plus manifest.json.");
+  cmd->add_option("-i,--input", opts->input, "Text to tokenize")->required()->check(CLI::ExistingFile);
+  cmd->add_option("-o,--out", opts->out_dir, "Output directory for shards and manifest.json")->required();
+  cmd->add_option("-t,--tokenizer", opts->tokenizer, "SentencePiece .model to encode with")->check(CLI::ExistingFile);
+  cmd->add_option("--train-tokenizer", opts->training.vocab_size,
+                  "Train a BPE tokenizer of this vocab size on the input first (challenge settings, SPEC 2.2)")
+      ->check(CLI::Range(261, 65536));
+  cmd->add_option("--tokenizer-out", *train_out, "Where the trained .model goes (default OUT/tokenizer_VOCAB.model)");
+  cmd->add_option("--tokenizer-train-docs", opts->training.max_docs,
+                  "Train the tokenizer on at most this many documents (0 = all)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--val-docs", opts->val_docs, "Documents in the val split (the challenge uses 50000)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--shard-tokens", opts->shard_tokens, "Maximum tokens per shard")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-docs", opts->max_docs, "Stop after this many documents (0 = all)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--format", *format, "Input format")->capture_default_str()->check(CLI::IsMember({"auto", "jsonl", "txt"}));
+  cmd->add_option("--txt-docs", *txt_docs,
+                  "How .txt splits into documents: each non-empty line, blank-line-separated paragraphs, or the whole file")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"line", "paragraph", "file"}));
+  cmd->add_option("--prefix", opts->prefix, "Shard file name prefix")->capture_default_str();
+  cmd->add_option("--threads", opts->threads, "Encoding threads (0 = all cores)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--force", opts->force, "Replace shards with the same prefix already in the output directory");
+
+  cmd->callback([opts, format, txt_docs, train_out] {
+    data::PrepareOptions o = *opts;
+    o.format = *format == "jsonl" ? data::TextFormat::jsonl
+               : *format == "txt" ? data::TextFormat::txt
+                                  : data::TextFormat::automatic;
+    o.txt_documents = *txt_docs == "paragraph" ? data::TxtDocuments::paragraph
+                      : *txt_docs == "file"    ? data::TxtDocuments::file
+                                               : data::TxtDocuments::line;
+    if (o.training.vocab_size > 0) {
+      if (!o.tokenizer.empty()) fail(ErrorKind::usage, "prepare: pass either --tokenizer or --train-tokenizer, not both");
+      o.training.output = train_out->empty() ? o.out_dir / cat("tokenizer_", o.training.vocab_size, ".model")
+                                             : fs::path(*train_out);
+    } else if (o.tokenizer.empty()) {
+      fail(ErrorKind::usage, "prepare: pass --tokenizer MODEL or --train-tokenizer VOCAB");
+    }
+    data::prepare(o);
+  });
+}
+
+}  // namespace pgolf::cli

@@ -1,0 +1,66 @@
+// pgolf: one binary for a whole Parameter Golf record attempt.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <exception>
+#include <string>
+
+#include "backend/device.hpp"
+#include "cli/commands.hpp"
+#include "common/error.hpp"
+#include "common/version.hpp"
+
+namespace {
+
+void print_version() {
+  const pgolf::BuildInfo& b = pgolf::build_info();
+  std::string backends = "cpu";
+  if (!b.cuda.empty()) backends += pgolf::cat(", cuda (", b.cuda, ")");
+  std::printf("%s", pgolf::cat("pgolf ", b.version, " (git ", b.git_hash, ", ", b.build_type, " build, ", b.cxx_compiler,
+                               ", C++20)\nbackends compiled in: ", backends, "\nlibraries: sentencepiece ",
+                               b.sentencepiece, ", liblzma ", b.lzma, ", brotli ", b.brotli, "\n")
+                        .c_str());
+  for (const auto& line : pgolf::probe_devices().lines) std::printf("%s\n", line.c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"pgolf: train, quantize, pack and evaluate OpenAI Parameter Golf models from one JSON config",
+               "pgolf"};
+  app.require_subcommand(0, 1);
+  app.footer("Run 'pgolf COMMAND --help' for a command's options. Exit codes: 0 ok, 1 internal, 2 usage, "
+             "3 config, 4 data, 5 format, 6 I/O, 7 device.");
+  bool version = false;
+  app.add_flag("--version", version, "Print the version, git hash, compiled-in backends and devices");
+  pgolf::cli::register_prepare(app);
+  pgolf::cli::register_inspect(app);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return pgolf::exit_code(pgolf::ErrorKind::usage);
+  } catch (const pgolf::Error& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "pgolf: %s: %s\n", pgolf::kind_name(e.kind()), e.what());
+    return pgolf::exit_code(e.kind());
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "pgolf: internal error: %s\n", e.what());
+    return pgolf::exit_code(pgolf::ErrorKind::internal);
+  }
+  if (version) {
+    print_version();
+    return 0;
+  }
+  if (app.get_subcommands().empty()) {
+    std::fprintf(stderr, "%s", app.help().c_str());
+    return pgolf::exit_code(pgolf::ErrorKind::usage);
+  }
+  return 0;
+}

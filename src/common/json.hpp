@@ -1,0 +1,23 @@
+#pragma once
+// Strict JSON parsing shared by configs and binary-container headers.
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "common/error.hpp"
+
+namespace pgolf {
+
+using json = nlohmann::ordered_json;
+
+// Parses JSON text: syntax errors name `origin` with line and column, and duplicate keys
+// (which JSON parsers usually resolve silently) are errors naming their path. Failures
+// are Error(kind).
+json parse_json_strict(std::string_view text, const std::string& origin, ErrorKind kind);
+
+// "a.b" / "a[2]" path joins used in messages.
+std::string join_key(const std::string& prefix, std::string_view key);
+std::string join_index(const std::string& prefix, std::size_t index);
+
+}  // namespace pgolf

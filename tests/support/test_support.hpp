@@ -1,0 +1,51 @@
+#pragma once
+// Helpers shared by the test suite: temporary directories, running the pgolf binary as a
+// user would, and paths to the bundled data.
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace pgolf::test {
+
+namespace fs = std::filesystem;
+
+// A fresh directory under the system temp dir, removed with its contents on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const fs::path& path() const { return path_; }
+  fs::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  fs::path path_;
+};
+
+struct RunResult {
+  int exit_code = -1;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+
+// Runs the built pgolf binary with `args` (no shell interpretation of the arguments).
+RunResult run_pgolf(const std::vector<std::string>& args, const fs::path& cwd = {});
+
+fs::path source_dir();
+fs::path bundled(const std::string& relative);  // source_dir()/data/relative
+void write_bytes(const fs::path& path, const std::string& bytes);
+std::string read_bytes(const fs::path& path);
+
+// Changes the working directory for the lifetime of the object.
+class ScopedCwd {
+ public:
+  explicit ScopedCwd(const fs::path& dir);
+  ~ScopedCwd();
+
+ private:
+  fs::path previous_;
+};
+
+}  // namespace pgolf::test
