@@ -31,7 +31,8 @@ DeviceReport probe_devices() {
       r.lines.push_back(cat("gpu ", i, ": ", p.gpus[i].name, " (sm_", p.gpus[i].compute_major, p.gpus[i].compute_minor,
                             ", ", human_bytes(p.gpus[i].memory_bytes), ")"));
   } else {
-    r.lines.push_back(cat("gpu: none usable (", p.device_error,
+    std::string why = p.driver_version == 0 ? std::string("no NVIDIA driver is installed") : p.device_error;
+    r.lines.push_back(cat("gpu: none usable (", why,
                           "); this CUDA build runs on the CPU backend, and commands that require a GPU will fail"));
   }
   r.lines.push_back(cat("cublasLt: ", p.cublaslt_version, ", handle create/destroy: ", p.cublaslt_status));

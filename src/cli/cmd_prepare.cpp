@@ -15,11 +15,12 @@ void register_prepare(CLI::App& app) {
   auto txt_docs = std::make_shared<std::string>("line");
   auto train_out = std::make_shared<std::string>();
 
-  CLI::App* cmd = app.add_subcommand(
-      "prepare",
-      "Tokenize raw text (.jsonl with a \"text\" field, or .txt; optionally .xz-compressed) into token shards with "
-      "the challenge's conventions: [BOS] + ids per document, no EOS, the first --val-docs documents in the val "
-      "split, shards of at most --shard-tokens tokens named PREFIX_{val,train}_NNNNNN.bin, plus manifest.json.");
+  CLI::App* cmd = app.add_subcommand("prepare", "Tokenize raw text into challenge-format token shards");
+  cmd->footer(
+      "Input: .jsonl with a \"text\" field (the challenge's docs_selected.jsonl) or .txt, optionally .xz-compressed.\n"
+      "Output, as the challenge's exporter: [BOS] + ids per document, no EOS; the first --val-docs documents form the\n"
+      "val split, the rest the train split; shards of at most --shard-tokens tokens named PREFIX_{val,train}_NNNNNN.bin\n"
+      "(documents cross shard boundaries), plus manifest.json. Shards are written atomically.");
   cmd->add_option("-i,--input", opts->input, "Text to tokenize")->required()->check(CLI::ExistingFile);
   cmd->add_option("-o,--out", opts->out_dir, "Output directory for shards and manifest.json")->required();
   cmd->add_option("-t,--tokenizer", opts->tokenizer, "SentencePiece .model to encode with")->check(CLI::ExistingFile);

@@ -75,7 +75,7 @@ json parse_json_strict(std::string_view text, const std::string& origin, ErrorKi
   json doc;
   try {
     doc = json::parse(text.begin(), text.end());
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for number overflow
     std::string what = e.what();
     auto pos = what.find("] ");
     fail(kind, origin, ": invalid JSON: ", pos == std::string::npos ? what : what.substr(pos + 2));

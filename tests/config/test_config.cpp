@@ -279,6 +279,11 @@ TEST(ConfigErrors, InvalidJsonNamesFileLineAndColumn) {
   expect_config_error("{\n  \"model\": {\n    \"num_layers\": 3,,\n  }\n}", {"c.json", "invalid JSON", "line 3"});
 }
 
+TEST(ConfigErrors, NumberOverflowIsAConfigError) {
+  // Found by fuzz_safetensors: nlohmann reports overflow as out_of_range, not parse_error.
+  expect_config_error(R"({"model": {"mlp_mult": 1e999}})", {"c.json", "invalid JSON", "overflow"});
+}
+
 TEST(ConfigErrors, DuplicateKeysAreRejected) {
   expect_config_error(R"({"model": {"num_layers": 3, "num_layers": 4}})", {"c.json", "model.num_layers", "duplicate key"});
 }

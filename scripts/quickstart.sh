@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# First contact on a fresh machine: install dependencies, build, then work through the
+# embedded FineWeb data: tokenize the bundled raw text with the official tokenizer exactly
+# as the challenge does, check it against the bundled train shard, and inspect the
+# tokenizer, the shards and the default config.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$here"
+scripts/setup.sh
+pgolf=${BUILD_DIR:-build}/pgolf
+out=${BUILD_DIR:-build}/quickstart
+"$pgolf" --version
+echo
+"$pgolf" prepare --input data/text/fineweb_docs200.jsonl.xz --tokenizer data/tokenizers/fineweb_1024_bpe.model \
+  --out "$out" --val-docs 0 --force
+cmp "$out/fineweb_train_000000.bin" data/fineweb_mini_sp1024/fineweb_train_000000.bin
+echo "quickstart: pgolf prepare reproduced data/fineweb_mini_sp1024/fineweb_train_000000.bin byte for byte"
+echo
+"$pgolf" inspect tokenizer data/tokenizers/fineweb_1024_bpe.model
+echo
+"$pgolf" inspect shard 'data/fineweb_mini_sp1024/*.bin' --tokenizer data/tokenizers/fineweb_1024_bpe.model --preview 60
+echo
+"$pgolf" inspect config configs/tiny.json
