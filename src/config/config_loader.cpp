@@ -38,7 +38,8 @@ void merge_into(json& base, const json& top, const std::string& prefix, const st
 }
 
 json load_layers(const std::filesystem::path& file, const FileReader& reader, Provenance& provenance,
-                 std::vector<std::string>& layers, std::vector<std::filesystem::path>& chain) {
+                 std::vector<std::string>& layers, std::vector<std::filesystem::path>& chain,
+                 const std::string& extended_by = "") {
   std::filesystem::path key = std::filesystem::weakly_canonical(std::filesystem::absolute(file));
   for (const auto& c : chain)
     if (c == key) {
@@ -54,6 +55,7 @@ json load_layers(const std::filesystem::path& file, const FileReader& reader, Pr
   try {
     text = reader(file);
   } catch (const Error& e) {
+    if (!extended_by.empty()) fail(ErrorKind::config, extended_by, ": extends: cannot read the base config: ", e.what());
     fail(ErrorKind::config, "cannot read config: ", e.what());
   }
   json doc = parse_json_strict(text, file.string());
@@ -65,7 +67,7 @@ json load_layers(const std::filesystem::path& file, const FileReader& reader, Pr
       fail(ErrorKind::config, file.string(), ": extends: expected the path of another config file");
     std::filesystem::path base = it->get<std::string>();
     if (base.is_relative()) base = file.parent_path() / base;
-    merged = load_layers(base.lexically_normal(), reader, provenance, layers, chain);
+    merged = load_layers(base.lexically_normal(), reader, provenance, layers, chain, file.string());
     doc.erase(it);
   }
   merge_into(merged, doc, "", file.string(), provenance);

@@ -325,5 +325,37 @@ TEST(ConfigErrors, BadSetAssignmentsAreUsageOrConfigErrors) {
   expect_config_error("{}", {"model.nope", "unknown key", "--set model.nope=1"}, {"model.nope=1"});
 }
 
+// The same classes through the binary: exit code 3 and a message naming the file and path.
+TEST(ConfigErrorsCli, EachClassExitsWithTheConfigCodeAndNamesFileAndPath) {
+  struct Case {
+    const char* error_class;
+    const char* content;
+    std::vector<std::string> fragments;
+  };
+  const std::vector<Case> cases = {
+      {"unknown key", R"({"train": {"ema": {"decya": 0.9}}})", {"train.ema.decya", "unknown key"}},
+      {"wrong type", R"({"eval": {"stride": "64"}})", {"eval.stride", "\"64\""}},
+      {"out of range", R"({"export": {"lzma_preset": 12}})", {"export.lzma_preset", "12", "[0, 9]"}},
+      {"bad enum", R"({"export": {"compressor": "zstd"}})", {"export.compressor", "\"zstd\"", "lzma, brotli"}},
+      {"bad list element", R"({"export": {"clip_percentiles": [0.9, 2]}})", {"export.clip_percentiles[1]", "2"}},
+      {"not a section", R"({"optim": []})", {"optim", "expected an object"}},
+      {"invalid JSON", "{\"name\": }", {"invalid JSON", "line 1"}},
+      {"duplicate key", R"({"seed": 1, "seed": 2})", {"seed", "duplicate key"}},
+      {"cross-field", R"({"model": {"num_kv_heads": 5}})", {"model.num_kv_heads", "does not divide"}},
+      {"missing extends", R"({"extends": "nowhere.json"})", {"nowhere.json"}},
+  };
+  test::TempDir dir;
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.error_class);
+    const auto file = dir / "config.json";
+    test::write_bytes(file, c.content);
+    auto r = test::run_pgolf({"inspect", "config", file.string()});
+    EXPECT_EQ(r.exit_code, 3) << r.err;
+    EXPECT_NE(r.err.find("config error"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(file.string()), std::string::npos) << "the file is named: " << r.err;
+    for (const auto& f : c.fragments) EXPECT_NE(r.err.find(f), std::string::npos) << f << " in: " << r.err;
+  }
+}
+
 }  // namespace
 }  // namespace pgolf::config
