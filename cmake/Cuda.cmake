@@ -18,7 +18,10 @@ if(NOT PGOLF_CUDA STREQUAL "OFF")
 endif()
 
 if(PGOLF_WITH_CUDA)
-  set(CMAKE_CUDA_ARCHITECTURES 90a)
+  # H100 (sm_90a) is the target; a user may ask for other architectures explicitly.
+  if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES OR CMAKE_CUDA_ARCHITECTURES STREQUAL "")
+    set(CMAKE_CUDA_ARCHITECTURES 90a)
+  endif()
   enable_language(CUDA)
   # CMake 3.25 predates nvcc's C++20 support; tell it the flag (nvcc >= 12 accepts it).
   set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION "-std=c++20")
@@ -31,14 +34,21 @@ if(PGOLF_WITH_CUDA)
     HINTS ${CUDAToolkit_LIBRARY_DIR} ${_pgolf_cuda_root}/lib ${_pgolf_cuda_root}/lib64)
   find_path(PGOLF_NCCL_INCLUDE nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} ${_pgolf_cuda_root}/include)
   if(NOT PGOLF_NCCL_LIBRARY OR NOT PGOLF_NCCL_INCLUDE)
-    message(FATAL_ERROR "CUDA backend: NCCL (nccl.h, libnccl) not found next to the CUDA toolkit "
-                        "at ${_pgolf_cuda_root}; install NCCL or configure with -DPGOLF_CUDA=OFF")
+    if(PGOLF_CUDA STREQUAL "ON")
+      message(FATAL_ERROR "PGOLF_CUDA=ON but NCCL (nccl.h, libnccl) was not found next to the CUDA toolkit "
+                          "at ${_pgolf_cuda_root}; install NCCL or configure with -DPGOLF_CUDA=OFF")
+    endif()
+    message(WARNING "pgolf: nvcc found but NCCL is missing; building without the CUDA backend")
+    set(PGOLF_WITH_CUDA OFF)
   endif()
+endif()
+
+if(PGOLF_WITH_CUDA)
 
   add_library(pgolf_cuda STATIC src/backend/cuda/cuda_runtime_probe.cu)
   target_include_directories(pgolf_cuda PUBLIC ${CMAKE_SOURCE_DIR}/src PRIVATE ${PGOLF_NCCL_INCLUDE})
   target_compile_options(pgolf_cuda PRIVATE
     $<$<COMPILE_LANGUAGE:CUDA>:--Werror=all-warnings -Xcompiler=-Wall,-Wextra,-Werror>)
   target_link_libraries(pgolf_cuda PUBLIC CUDA::cudart_static CUDA::cublasLt ${PGOLF_NCCL_LIBRARY})
-  message(STATUS "pgolf: CUDA backend ON (nvcc ${CMAKE_CUDA_COMPILER_VERSION}, sm_90a, NCCL ${PGOLF_NCCL_LIBRARY})")
+  message(STATUS "pgolf: CUDA backend ON (nvcc ${CMAKE_CUDA_COMPILER_VERSION}, architectures ${CMAKE_CUDA_ARCHITECTURES}, NCCL ${PGOLF_NCCL_LIBRARY})")
 endif()

@@ -1,9 +1,8 @@
 # Generates version_info.cpp at every build (not only at configure time) so that
 # `pgolf --version` always names the commit the binary was built from.
 set(PGOLF_VERSION_CPP ${CMAKE_CURRENT_BINARY_DIR}/generated/version_info.cpp)
-set(_pgolf_features "")
 if(PGOLF_WITH_CUDA)
-  set(_pgolf_cuda_desc "CUDA ${CMAKE_CUDA_COMPILER_VERSION}, sm_90a, cuBLASLt, NCCL")
+  set(_pgolf_cuda_desc "CUDA ${CMAKE_CUDA_COMPILER_VERSION}, sm_${CMAKE_CUDA_ARCHITECTURES}, cuBLASLt, NCCL")
 else()
   set(_pgolf_cuda_desc "")
 endif()

@@ -9,6 +9,7 @@
 
 #include "cli/commands.hpp"
 #include "common/error.hpp"
+#include "common/json.hpp"
 #include "common/strings.hpp"
 #include "config/config_loader.hpp"
 #include "data/bpb.hpp"
@@ -44,8 +45,13 @@ void inspect_shards(const ShardOptions& o) {
   }
   std::vector<fs::path> paths;
   for (const auto& f : o.files) {
+    if (fs::exists(f)) {  // a literal name, even one containing glob characters
+      paths.emplace_back(f);
+      continue;
+    }
+    if (f.find_first_of("*?[") == std::string::npos) fail(ErrorKind::io, f, ": no such file");
     auto matched = glob_sorted(f);
-    if (matched.empty()) fail(ErrorKind::data, f, ": no such shard");
+    if (matched.empty()) fail(ErrorKind::data, f, ": no shards match this pattern");
     paths.insert(paths.end(), matched.begin(), matched.end());
   }
   std::int64_t total_tokens = 0, total_docs = 0, total_bytes = 0;
@@ -70,15 +76,14 @@ void inspect_shards(const ShardOptions& o) {
     for (std::size_t i = 0; i < t.size() && i < static_cast<std::size_t>(o.head); ++i) head += cat(i ? " " : "", t[i]);
     if (!head.empty()) row("first tokens", head + (t.size() > static_cast<std::size_t>(o.head) ? " ..." : ""));
     if (tables) {
-      std::int64_t bytes = data::count_target_bytes(t, *tables);
+      std::int64_t bytes = data::count_target_bytes(t, *tables, p.string());
       total_bytes += bytes;
       row("target bytes", cat(count(bytes), " (SPEC 2.3, targets 1..n-1 of this shard)"));
       if (bytes > 0) row("tokens per byte", fixed(static_cast<double>(t.size() - 1) / static_cast<double>(bytes), 6));
       if (o.preview_chars > 0) {
         std::size_t n = std::min<std::size_t>(t.size(), static_cast<std::size_t>(o.preview_chars));
         std::string text = tok->decode(t.subspan(0, n));
-        if (text.size() > static_cast<std::size_t>(o.preview_chars)) text.resize(static_cast<std::size_t>(o.preview_chars));
-        row("text", "\"" + text + "\"");
+        row("text", "\"" + std::string(utf8_prefix(text, static_cast<std::size_t>(o.preview_chars))) + "\"");
       }
     }
     total_tokens += static_cast<std::int64_t>(t.size());
@@ -181,7 +186,7 @@ void inspect_config(const ConfigOptions& o) {
     for (const auto& [path, source] : loaded.provenance) std::printf("%-42s %s\n", path.c_str(), source.c_str());
     return;
   }
-  std::printf("%s\n", config::to_json(loaded.config).dump(2).c_str());
+  std::printf("%s\n", dump_json(config::to_json(loaded.config), 2).c_str());
 }
 
 // ----- checkpoint -------------------------------------------------------------------------
@@ -205,13 +210,9 @@ void inspect_checkpoint(const CheckpointOptions& o) {
   if (o.stats) std::printf(" %12s %12s %12s %12s", "min", "max", "mean", "rms");
   std::printf("\n");
   for (const auto& t : st.tensors()) {
-    std::string shape = "[";
-    for (std::size_t i = 0; i < t.shape.size(); ++i) shape += cat(i ? ", " : "", t.shape[i]);
-    shape += "]";
-    std::printf("  %-44s %-5s %-18s %12s", t.name.c_str(), io::dtype_name(t.dtype), shape.c_str(), count(t.numel()).c_str());
-    bool floating = t.dtype == io::DType::F32 || t.dtype == io::DType::F16 || t.dtype == io::DType::BF16 ||
-                    t.dtype == io::DType::F64;
-    if (o.stats && floating && t.numel() > 0) {
+    std::printf("  %-44s %-5s %-18s %12s", t.name.c_str(), io::dtype_name(t.dtype), io::shape_text(t.shape).c_str(),
+                count(t.numel()).c_str());
+    if (o.stats && io::is_floating(t.dtype) && t.numel() > 0) {
       auto v = st.to_float32(t);
       double lo = v[0], hi = v[0], sum = 0, sq = 0;
       for (float x : v) {
@@ -236,12 +237,14 @@ void register_inspect(CLI::App& app) {
   auto so = std::make_shared<ShardOptions>();
   CLI::App* shard = inspect->add_subcommand("shard", "Validate token shards (SPEC 2.1) and summarise them");
   shard->add_option("files", so->files, "Shard files or quoted globs")->required();
-  shard->add_option("-t,--tokenizer", so->tokenizer, "Tokenizer: checks ids, counts bytes (SPEC 2.3), decodes")
-      ->check(CLI::ExistingFile);
+  CLI::Option* shard_tok =
+      shard->add_option("-t,--tokenizer", so->tokenizer, "Tokenizer: checks ids, counts bytes (SPEC 2.3), decodes")
+          ->check(CLI::ExistingFile);
   shard->add_option("--vocab", so->vocab, "Check that every token id is below this vocab size")->check(CLI::PositiveNumber);
   shard->add_option("--head", so->head, "Token ids to show from the start")->capture_default_str()->check(CLI::NonNegativeNumber);
-  shard->add_option("--preview", so->preview_chars, "Decode this many leading tokens as text (needs --tokenizer)")
-      ->check(CLI::NonNegativeNumber);
+  shard->add_option("--preview", so->preview_chars, "Show this many bytes of the decoded text (needs --tokenizer)")
+      ->check(CLI::NonNegativeNumber)
+      ->needs(shard_tok);
   shard->callback([so] { inspect_shards(*so); });
 
   auto to = std::make_shared<TokenizerOptions>();
@@ -257,7 +260,8 @@ void register_inspect(CLI::App& app) {
   CLI::App* cfg = inspect->add_subcommand(
       "config", "Print the fully resolved config (defaults: the #549 record) after extends and --set overrides");
   cfg->add_option("config", co->file, "Config JSON (omit for the defaults)")->check(CLI::ExistingFile);
-  cfg->add_option("--set", co->sets, "Override a value: PATH=VALUE, e.g. --set model.num_layers=9 (repeatable)");
+  cfg->add_option("--set", co->sets, "Override a value: PATH=VALUE, e.g. --set model.num_layers=9 (repeatable)")
+      ->allow_extra_args(false);  // one value per --set, so a config file may follow it
   cfg->add_flag("--schema", co->schema, "List every knob with its type, default, range and meaning");
   cfg->add_flag("--sources", co->sources, "Show which file or --set supplied each value");
   cfg->callback([co] { inspect_config(*co); });

@@ -1,6 +1,8 @@
 // pgolf prepare: raw text -> challenge-format token shards.
 #include <CLI/CLI.hpp>
 
+#include <climits>
+#include <cstdint>
 #include <memory>
 
 #include "cli/commands.hpp"
@@ -23,20 +25,24 @@ void register_prepare(CLI::App& app) {
       "(documents cross shard boundaries), plus manifest.json. Shards are written atomically.");
   cmd->add_option("-i,--input", opts->input, "Text to tokenize")->required()->check(CLI::ExistingFile);
   cmd->add_option("-o,--out", opts->out_dir, "Output directory for shards and manifest.json")->required();
-  cmd->add_option("-t,--tokenizer", opts->tokenizer, "SentencePiece .model to encode with")->check(CLI::ExistingFile);
-  cmd->add_option("--train-tokenizer", opts->training.vocab_size,
-                  "Train a BPE tokenizer of this vocab size on the input first (challenge settings, SPEC 2.2)")
-      ->check(CLI::Range(261, 65536));
-  cmd->add_option("--tokenizer-out", *train_out, "Where the trained .model goes (default OUT/tokenizer_VOCAB.model)");
+  CLI::Option* tokenizer =
+      cmd->add_option("-t,--tokenizer", opts->tokenizer, "SentencePiece .model to encode with")->check(CLI::ExistingFile);
+  CLI::Option* train = cmd->add_option("--train-tokenizer", opts->training.vocab_size,
+                                       "Train a BPE tokenizer of this vocab size on the input first (challenge settings, SPEC 2.2)")
+                           ->check(CLI::Range(261, 65536))
+                           ->excludes(tokenizer);
+  cmd->add_option("--tokenizer-out", *train_out, "Where the trained .model goes (default OUT/tokenizer_VOCAB.model)")
+      ->needs(train);
   cmd->add_option("--tokenizer-train-docs", opts->training.max_docs,
                   "Train the tokenizer on at most this many documents (0 = all)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::NonNegativeNumber)
+      ->needs(train);
   cmd->add_option("--val-docs", opts->val_docs, "Documents in the val split (the challenge uses 50000)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--shard-tokens", opts->shard_tokens, "Maximum tokens per shard")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{INT32_MAX}));
   cmd->add_option("--max-docs", opts->max_docs, "Stop after this many documents (0 = all)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
@@ -58,7 +64,6 @@ void register_prepare(CLI::App& app) {
                       : *txt_docs == "file"    ? data::TxtDocuments::file
                                                : data::TxtDocuments::line;
     if (o.training.vocab_size > 0) {
-      if (!o.tokenizer.empty()) fail(ErrorKind::usage, "prepare: pass either --tokenizer or --train-tokenizer, not both");
       o.training.output = train_out->empty() ? o.out_dir / cat("tokenizer_", o.training.vocab_size, ".model")
                                              : fs::path(*train_out);
     } else if (o.tokenizer.empty()) {

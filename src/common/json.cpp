@@ -65,6 +65,16 @@ class DuplicateKeyCheck final : public nlohmann::json_sax<json> {
 
 }  // namespace
 
+std::string dump_json(const json& j, int indent) {
+  return j.dump(indent, ' ', false, json::error_handler_t::replace);
+}
+
+std::string json_error_text(const std::exception& e) {
+  std::string what = e.what();
+  auto pos = what.find("] ");
+  return pos == std::string::npos ? what : what.substr(pos + 2);
+}
+
 std::string join_key(const std::string& prefix, std::string_view key) {
   return prefix.empty() ? std::string(key) : cat(prefix, ".", key);
 }
@@ -76,9 +86,7 @@ json parse_json_strict(std::string_view text, const std::string& origin, ErrorKi
   try {
     doc = json::parse(text.begin(), text.end());
   } catch (const json::exception& e) {  // parse_error, and out_of_range for number overflow
-    std::string what = e.what();
-    auto pos = what.find("] ");
-    fail(kind, origin, ": invalid JSON: ", pos == std::string::npos ? what : what.substr(pos + 2));
+    fail(kind, origin, ": invalid JSON: ", json_error_text(e));
   }
   DuplicateKeyCheck check;
   json::sax_parse(text.begin(), text.end(), &check);

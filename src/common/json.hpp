@@ -16,6 +16,13 @@ using json = nlohmann::ordered_json;
 // are Error(kind).
 json parse_json_strict(std::string_view text, const std::string& origin, ErrorKind kind);
 
+// Serialises JSON; bytes that are not valid UTF-8 (e.g. from file names) become U+FFFD
+// instead of throwing.
+std::string dump_json(const json& j, int indent = -1);
+
+// An nlohmann exception's message without its "[json.exception.xxx.nnn] " prefix.
+std::string json_error_text(const std::exception& e);
+
 // "a.b" / "a[2]" path joins used in messages.
 std::string join_key(const std::string& prefix, std::string_view key);
 std::string join_index(const std::string& prefix, std::size_t index);

@@ -35,6 +35,7 @@ class LineReader {
   std::string raw_;
   std::string decoded_;
   std::size_t decoded_pos_ = 0;
+  std::size_t scan_pos_ = 0;
   bool eof_ = false;
   std::int64_t line_number_ = 0;
 };

@@ -67,12 +67,12 @@ void describe(Visitor& v, ParallelResidualConfig& c) {
 void describe(Visitor& v, ModelConfig& c) {
   v.integer("vocab_size", c.vocab_size, in_range(2, 65536), "V; must equal the tokenizer's vocab size");
   v.integer("num_layers", c.num_layers, in_range(1, 256), "physical transformer layers L");
-  v.integer("model_dim", c.model_dim, at_least(1), "d");
-  v.integer("num_heads", c.num_heads, at_least(1), "query heads H; must divide model_dim");
-  v.integer("num_kv_heads", c.num_kv_heads, at_least(1), "key/value heads Hkv; must divide num_heads (GQA)");
-  v.number("mlp_mult", c.mlp_mult, positive(), "MLP hidden size f = int(mlp_mult * d) (3.0, 2.8, 4.0)");
+  v.integer("model_dim", c.model_dim, in_range(1, 65536), "d");
+  v.integer("num_heads", c.num_heads, in_range(1, 65536), "query heads H; must divide model_dim");
+  v.integer("num_kv_heads", c.num_kv_heads, in_range(1, 65536), "key/value heads Hkv; must divide num_heads (GQA)");
+  v.number("mlp_mult", c.mlp_mult, Bounds{0.0, 64.0, true}, "MLP hidden size f = int(mlp_mult * d) (3.0, 2.8, 4.0)");
   v.number("leaky_relu_slope", c.leaky_relu_slope, any(), "negative slope of the LeakyReLU before squaring");
-  v.integer("seq_len", c.seq_len, at_least(2), "T: training sequence length and eval window");
+  v.integer("seq_len", c.seq_len, in_range(2, 1 << 20), "T: training sequence length and eval window");
   v.section("rope", "partial rotary position embedding", [&](Visitor& s) { describe(s, c.rope); });
   v.number("qk_gain_init", c.qk_gain_init, any(), "initial per-head q_gain (1.5; #1334: 5.0)");
   v.number("logit_softcap", c.logit_softcap, positive(), "c in logits = c*tanh(z/c)");
@@ -245,9 +245,7 @@ class Checker {
  public:
   explicit Checker(const Provenance& provenance) : provenance_(provenance) {}
   void require(bool ok, const std::string& path, const std::string& what) const {
-    if (ok) return;
-    std::string source = source_of(provenance_, path);
-    fail(ErrorKind::config, path, ": ", what, source.empty() ? "" : cat(" (from ", source, ")"));
+    if (!ok) fail_at(provenance_, path, what);
   }
 
  private:

@@ -25,6 +25,7 @@ void merge_into(json& base, const json& top, const std::string& prefix, const st
       continue;
     }
     // Replacing a subtree: forget where the old leaves under it came from.
+    provenance.erase(path);
     for (auto it = provenance.lower_bound(path + "."); it != provenance.end() && it->first.rfind(path + ".", 0) == 0;)
       it = provenance.erase(it);
     base[item.key()] = item.value();
@@ -116,6 +117,7 @@ void apply_set(json& doc, Provenance& provenance, std::string_view assignment) {
       fail(ErrorKind::usage, "--set ", assignment, ": \"", path,
            "\" is not a key path (dot-separated keys such as eval.ttt.lr; list elements cannot be set one by one)");
   }
+  if (!is_valid_utf8(value_text)) fail(ErrorKind::usage, "--set ", path, ": the value is not valid UTF-8");
   json value;
   try {
     value = parse_json_strict(value_text, "--set");
@@ -126,8 +128,8 @@ void apply_set(json& doc, Provenance& provenance, std::string_view assignment) {
   std::string prefix;
   for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
     prefix = join_key(prefix, parts[i]);
+    if (!node->contains(parts[i])) (*node)[parts[i]] = json::object();
     json& child = (*node)[parts[i]];
-    if (child.is_null()) child = json::object();
     if (!child.is_object())
       fail(ErrorKind::config, prefix, ": is a value, not a section, so --set ", path, " cannot apply");
     node = &child;
@@ -163,7 +165,7 @@ Config parse_config_text(std::string_view text, const std::string& origin) {
 }
 
 void save_resolved_config(const Config& c, const std::filesystem::path& file) {
-  write_file_atomic(file, to_json(c).dump(2) + "\n");
+  write_file_atomic(file, dump_json(to_json(c), 2) + "\n");
 }
 
 }  // namespace pgolf::config

@@ -13,13 +13,12 @@ namespace {
 
 std::string format_number(double v) {
   if (std::isfinite(v) && v == std::floor(v) && std::fabs(v) < 1e15) return std::to_string(static_cast<std::int64_t>(v));
-  json j = v;
-  return j.dump();
+  return dump_json(json(v));
 }
 
 // A short rendering of a JSON value for error messages.
 std::string show(const json& value) {
-  std::string s = value.dump(-1, ' ', false, json::error_handler_t::replace);
+  std::string s = dump_json(value);
   if (s.size() > 60) s = s.substr(0, 57) + "...";
   return s;
 }
@@ -137,10 +136,7 @@ class Reader final : public Visitor {
     return &*it;
   }
 
-  [[noreturn]] void bad(const std::string& path, const std::string& what) const {
-    std::string source = source_of(provenance_, path);
-    fail(ErrorKind::config, path, ": ", what, source.empty() ? "" : cat(" (from ", source, ")"));
-  }
+  [[noreturn]] void bad(const std::string& path, const std::string& what) const { fail_at(provenance_, path, what); }
 
   void check_bounds(double v, const std::string& path, const Bounds& bounds, const json& j) const {
     if (!bounds.contains(v)) bad(path, cat(show(j), " is out of range: must be ", bounds.describe()));
@@ -223,21 +219,21 @@ class Documenter final : public Visitor {
     add(key, "boolean", value ? "true" : "false", "", doc);
   }
   void string(const char* key, std::string& value, const char* doc) override {
-    add(key, "string", json(value).dump(), "", doc);
+    add(key, "string", dump_json(json(value)), "", doc);
   }
   void path(const char* key, std::string& value, const char* doc) override {
-    add(key, "path", json(value).dump(), "", doc);
+    add(key, "path", dump_json(json(value)), "", doc);
   }
   void choice(const char* key, std::string& value, const std::vector<std::string>& allowed, const char* doc) override {
     std::string list;
     for (const auto& a : allowed) list += (list.empty() ? "" : "|") + a;
-    add(key, "choice", json(value).dump(), "one of " + list, doc);
+    add(key, "choice", dump_json(json(value)), "one of " + list, doc);
   }
   void integer_list(const char* key, std::vector<std::int64_t>& value, Bounds b, const char* doc) override {
-    add(key, "integer list", json(value).dump(), b.describe().empty() ? "" : "each " + b.describe(), doc);
+    add(key, "integer list", dump_json(json(value)), b.describe().empty() ? "" : "each " + b.describe(), doc);
   }
   void number_list(const char* key, std::vector<double>& value, Bounds b, const char* doc) override {
-    add(key, "number list", json(value).dump(), b.describe().empty() ? "" : "each " + b.describe(), doc);
+    add(key, "number list", dump_json(json(value)), b.describe().empty() ? "" : "each " + b.describe(), doc);
   }
   void section(const char* key, const char* doc, const std::function<void(Visitor&)>& body) override {
     add(key, "section", "", "", doc);
@@ -256,7 +252,7 @@ class Documenter final : public Visitor {
 }  // namespace
 
 std::string Bounds::describe() const {
-  if (min && max) return cat("in [", format_number(*min), ", ", format_number(*max), "]");
+  if (min && max) return cat("in ", exclusive_min ? "(" : "[", format_number(*min), ", ", format_number(*max), "]");
   if (min) return cat(exclusive_min ? "> " : ">= ", format_number(*min));
   if (max) return cat("<= ", format_number(*max));
   return "";
@@ -282,6 +278,11 @@ std::string source_of(const Provenance& provenance, const std::string& path) {
   auto it = provenance.lower_bound(path + ".");
   if (it != provenance.end() && it->first.rfind(path + ".", 0) == 0) return it->second;
   return "";
+}
+
+void fail_at(const Provenance& provenance, const std::string& path, const std::string& what) {
+  std::string source = source_of(provenance, path);
+  fail(ErrorKind::config, path, ": ", what, source.empty() ? "" : cat(" (from ", source, ")"));
 }
 
 void read_json(const json& doc, const std::function<void(Visitor&)>& body, const Provenance& provenance,

@@ -89,6 +89,8 @@ void enumeration(Visitor& v, const char* key, E& value, const char* doc) {
 using Provenance = std::map<std::string, std::string>;
 // The source of `path` or of its nearest recorded ancestor or descendant; "" if none.
 std::string source_of(const Provenance& provenance, const std::string& path);
+// Throws Error(config) "<path>: <what> (from <source>)".
+[[noreturn]] void fail_at(const Provenance& provenance, const std::string& path, const std::string& what);
 
 // Reads `doc` into the fields described by `body`. Unknown keys, wrong types, out-of-range
 // values and unknown enum names throw Error(config) naming the JSON path and the bad value.

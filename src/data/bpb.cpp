@@ -35,11 +35,14 @@ ByteTables build_byte_tables(const Tokenizer& tok, std::int64_t vocab_size) {
   return t;
 }
 
-std::int64_t count_target_bytes(std::span<const std::uint16_t> tokens, const ByteTables& tables) {
+std::int64_t count_target_bytes(std::span<const std::uint16_t> tokens, const ByteTables& tables,
+                                const std::string& origin) {
   std::int64_t total = 0;
+  for (std::size_t i = 0; i < tokens.size(); ++i)
+    if (tokens[i] >= tables.size())
+      fail(ErrorKind::data, origin, ": token id ", tokens[i], " at position ", i, " is outside the byte tables (",
+           tables.size(), " entries; is the tokenizer the one the shard was made with?)");
   for (std::size_t i = 1; i < tokens.size(); ++i) {
-    if (tokens[i] >= tables.size() || tokens[i - 1] >= tables.size())
-      fail(ErrorKind::data, "token id at position ", i, " is outside the byte tables (", tables.size(), " entries)");
     total += tables.target_bytes(tokens[i - 1], tokens[i]);
   }
   return total;

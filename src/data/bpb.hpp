@@ -5,6 +5,7 @@
 // Every eval mode accumulates through BpbSums so they all count bytes the same way.
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "data/tokenizer.hpp"
@@ -26,8 +27,10 @@ struct ByteTables {
 // of 0 bytes (as the records' lookup tables).
 ByteTables build_byte_tables(const Tokenizer& tok, std::int64_t vocab_size);
 
-// Sum of target_bytes over all targets t = 1..n-1 of a token stream.
-std::int64_t count_target_bytes(std::span<const std::uint16_t> tokens, const ByteTables& tables);
+// Sum of target_bytes over all targets t = 1..n-1 of a token stream; `origin` names the
+// stream in the error raised for an id outside the tables.
+std::int64_t count_target_bytes(std::span<const std::uint16_t> tokens, const ByteTables& tables,
+                                const std::string& origin);
 
 struct BpbSums {
   double nll_nats = 0.0;    // float64 accumulation, as SPEC 2.3 requires

@@ -132,17 +132,67 @@ void encode_batch(const Tokenizer& tok, const std::vector<std::string>& docs, st
     if (e) std::rethrow_exception(e);
 }
 
-void clear_or_refuse_existing(const PrepareOptions& o) {
+std::vector<fs::path> existing_outputs(const PrepareOptions& o) {
   std::vector<fs::path> existing;
   for (const char* split : {"val", "train"}) {
     auto found = glob_sorted((o.out_dir / cat(o.prefix, "_", split, "_*.bin")).string());
     existing.insert(existing.end(), found.begin(), found.end());
   }
-  if (existing.empty()) return;
-  if (!o.force)
+  return existing;
+}
+
+void refuse_existing_unless_forced(const PrepareOptions& o) {
+  auto existing = existing_outputs(o);
+  if (!existing.empty() && !o.force)
     fail(ErrorKind::usage, o.out_dir.string(), ": already holds ", existing.size(), " shard(s) named ", o.prefix,
          "_{val,train}_*.bin (e.g. ", existing.front().string(), "); pass --force to replace them");
-  for (const auto& f : existing) fs::remove(f);
+}
+
+// New shards are written to a staging directory inside the output directory and moved into
+// place only when everything succeeded, so a failed or interrupted run leaves the previous
+// output untouched (and no partial shards that a later run would mistake for a split).
+class Staging {
+ public:
+  explicit Staging(const fs::path& out_dir) : dir_(out_dir / cat(".prepare-staging-", ::getpid())) {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+    fs::create_directories(dir_, ec);
+    if (ec) fail(ErrorKind::io, dir_.string(), ": cannot create directory: ", ec.message());
+  }
+  ~Staging() {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+  Staging(const Staging&) = delete;
+  Staging& operator=(const Staging&) = delete;
+  const fs::path& dir() const { return dir_; }
+
+ private:
+  fs::path dir_;
+};
+
+void remove_file(const fs::path& f) {
+  std::error_code ec;
+  fs::remove(f, ec);
+  if (ec) fail(ErrorKind::io, f.string(), ": cannot remove: ", ec.message());
+}
+
+void rename_file(const fs::path& from, const fs::path& to) {
+  std::error_code ec;
+  fs::rename(from, to, ec);
+  if (ec) fail(ErrorKind::io, to.string(), ": cannot move ", from.string(), " into place: ", ec.message());
+}
+
+// Replaces the previous output (shards with this prefix and the manifest) by the staged shards.
+void publish(const PrepareOptions& o, const fs::path& staging, SplitStats& val, SplitStats& train) {
+  for (const auto& f : existing_outputs(o)) remove_file(f);
+  remove_file(o.out_dir / "manifest.json");
+  for (SplitStats* split : {&val, &train})
+    for (auto& f : split->files) {
+      fs::path final_path = o.out_dir / fs::path(f).filename();
+      rename_file(staging / fs::path(f).filename(), final_path);
+      f = final_path.string();
+    }
 }
 
 json split_json(const SplitStats& s) {
@@ -166,20 +216,21 @@ void train_tokenizer(const fs::path& input, TextFormat format, TxtDocuments txt_
   fs::path tmp_prefix = out;
   tmp_prefix.replace_extension(cat(".tmp", ::getpid()));
 
-  // The challenge's settings (openai/parameter-golf data/download_hf_docs_and_tokenize.py).
+  using C = ChallengeTokenizerSettings;
+  auto flag = [](bool b) { return std::string(b ? "true" : "false"); };
   std::unordered_map<std::string, std::string> args = {
       {"model_prefix", tmp_prefix.string()},
-      {"model_type", "bpe"},
+      {"model_type", model_type_name(C::model_type)},
       {"vocab_size", std::to_string(training.vocab_size)},
-      {"character_coverage", "0.999"},
-      {"byte_fallback", "true"},
-      {"split_digits", "true"},
-      {"normalization_rule_name", "nmt_nfkc"},
-      {"add_dummy_prefix", "false"},
-      {"pad_id", "0"},
-      {"bos_id", "1"},
-      {"eos_id", "2"},
-      {"unk_id", "3"},
+      {"character_coverage", C::character_coverage},
+      {"byte_fallback", flag(C::byte_fallback)},
+      {"split_digits", flag(C::split_digits)},
+      {"normalization_rule_name", C::normalizer},
+      {"add_dummy_prefix", flag(C::add_dummy_prefix)},
+      {"pad_id", std::to_string(C::pad_id)},
+      {"bos_id", std::to_string(C::bos_id)},
+      {"eos_id", std::to_string(C::eos_id)},
+      {"unk_id", std::to_string(C::unk_id)},
       {"hard_vocab_limit", "false"},
       {"num_threads", std::to_string(resolve_threads(threads))},
       {"minloglevel", "1"},
@@ -196,9 +247,14 @@ void train_tokenizer(const fs::path& input, TextFormat format, TxtDocuments txt_
   }
   fs::path vocab = out;
   vocab.replace_extension(".vocab");
-  fs::rename(tmp_vocab, vocab, ec);
-  fs::rename(tmp_model, out, ec);
-  if (ec) fail(ErrorKind::io, out.string(), ": cannot move the trained model into place: ", ec.message());
+  try {
+    rename_file(tmp_model, out);
+    rename_file(tmp_vocab, vocab);
+  } catch (const Error&) {
+    fs::remove(tmp_model, ec);
+    fs::remove(tmp_vocab, ec);
+    throw;
+  }
   std::fprintf(stderr, "prepare: tokenizer written to %s (%lld documents)\n", out.string().c_str(),
                static_cast<long long>(sentences.docs_read()));
 }
@@ -208,10 +264,12 @@ PrepareResult prepare(const PrepareOptions& o) {
   if (o.val_docs < 0) fail(ErrorKind::usage, "--val-docs ", o.val_docs, ": must be >= 0");
   const auto start = std::chrono::steady_clock::now();
   const int threads = resolve_threads(o.threads);
+  if (o.shard_tokens > INT32_MAX) fail(ErrorKind::usage, "--shard-tokens ", o.shard_tokens, ": the shard format holds at most ", INT32_MAX, " tokens");
   std::error_code ec;
   fs::create_directories(o.out_dir, ec);
   if (ec) fail(ErrorKind::io, o.out_dir.string(), ": cannot create directory: ", ec.message());
-  clear_or_refuse_existing(o);
+  refuse_existing_unless_forced(o);
+  Staging staging(o.out_dir);
 
   PrepareResult result;
   result.tokenizer = o.tokenizer;
@@ -226,8 +284,8 @@ PrepareResult prepare(const PrepareOptions& o) {
   if (tok.bos_id() < 0) fail(ErrorKind::data, result.tokenizer.string(), ": the tokenizer has no BOS id");
 
   DocumentReader reader(o.input, o.format, o.txt_documents);
-  ShardSink val(o.out_dir, o.prefix, "val", o.shard_tokens, result.val);
-  ShardSink train(o.out_dir, o.prefix, "train", o.shard_tokens, result.train);
+  ShardSink val(staging.dir(), o.prefix, "val", o.shard_tokens, result.val);
+  ShardSink train(staging.dir(), o.prefix, "train", o.shard_tokens, result.train);
   Progress progress("prepare");
   std::int64_t docs = 0, tokens = 0;
   std::vector<std::string> batch;
@@ -266,6 +324,7 @@ PrepareResult prepare(const PrepareOptions& o) {
   val.flush();
   train.flush();
   if (docs == 0) fail(ErrorKind::data, o.input.string(), ": no documents found");
+  publish(o, staging.dir(), result.val, result.train);
   if (docs < o.val_docs)
     std::fprintf(stderr, "prepare: warning: only %lld documents, all in the val split (--val-docs %lld)\n",
                  static_cast<long long>(docs), static_cast<long long>(o.val_docs));
@@ -288,7 +347,7 @@ PrepareResult prepare(const PrepareOptions& o) {
       {"max_docs", o.max_docs},
       {"splits", {{"val", split_json(result.val)}, {"train", split_json(result.train)}}},
   };
-  write_file_atomic(o.out_dir / "manifest.json", manifest.dump(2) + "\n");
+  write_file_atomic(o.out_dir / "manifest.json", dump_json(manifest, 2) + "\n");
   return result;
 }
 

@@ -24,15 +24,20 @@ bool DocumentReader::next(std::string& text) {
 
 bool DocumentReader::next_jsonl(std::string& text) {
   if (!lines_.next(line_)) return false;
+  if (trim(line_).empty()) {
+    // Blank lines are tolerated only at the end of the file (a trailing "\n\n").
+    const std::int64_t blank = lines_.line_number();
+    while (lines_.next(line_))
+      if (!trim(line_).empty())
+        fail(ErrorKind::data, path_.string(), ":", blank, ": empty line, expected a JSON object with a \"text\" field");
+    return false;
+  }
   const std::string where = cat(path_.string(), ":", lines_.line_number());
-  if (trim(line_).empty()) fail(ErrorKind::data, where, ": empty line, expected a JSON object with a \"text\" field");
   json doc;
   try {
     doc = json::parse(line_);
   } catch (const json::exception& e) {
-    std::string what = e.what();
-    auto pos = what.find("] ");
-    fail(ErrorKind::data, where, ": invalid JSON: ", pos == std::string::npos ? what : what.substr(pos + 2));
+    fail(ErrorKind::data, where, ": invalid JSON: ", json_error_text(e));
   }
   if (!doc.is_object()) fail(ErrorKind::data, where, ": expected a JSON object with a \"text\" field");
   auto it = doc.find("text");
@@ -42,10 +47,16 @@ bool DocumentReader::next_jsonl(std::string& text) {
   return true;
 }
 
+bool DocumentReader::next_txt_line() {
+  if (!lines_.next(line_)) return false;
+  if (!line_.empty() && line_.back() == '\r') line_.pop_back();  // CRLF text
+  return true;
+}
+
 bool DocumentReader::next_txt(std::string& text) {
   switch (txt_documents_) {
     case TxtDocuments::line:
-      while (lines_.next(line_))
+      while (next_txt_line())
         if (!trim(line_).empty()) {
           text = line_;
           return true;
@@ -54,7 +65,7 @@ bool DocumentReader::next_txt(std::string& text) {
     case TxtDocuments::paragraph: {
       text.clear();
       bool any = false;
-      while (lines_.next(line_)) {
+      while (next_txt_line()) {
         if (trim(line_).empty()) {
           if (any) return true;
           continue;
@@ -70,12 +81,12 @@ bool DocumentReader::next_txt(std::string& text) {
       file_done_ = true;
       text.clear();
       bool first = true;
-      while (lines_.next(line_)) {
+      while (next_txt_line()) {
         if (!first) text.push_back('\n');
         text += line_;
         first = false;
       }
-      return true;
+      return !text.empty();
     }
   }
   return false;

@@ -9,8 +9,8 @@
 namespace pgolf::data {
 
 enum class TextFormat { automatic, jsonl, txt };
-// How plain text splits into documents: one per line, one per blank-line-separated
-// paragraph, or the whole file as one document.
+// How plain text splits into documents: one per non-empty line, one per blank-line-separated
+// paragraph, or the whole (non-empty) file as one document. CRLF line ends become LF.
 enum class TxtDocuments { line, paragraph, file };
 
 // The format implied by a file name (".jsonl[.xz]" / ".txt[.xz]"); Error(usage) if unclear.
@@ -28,6 +28,7 @@ class DocumentReader {
  private:
   bool next_jsonl(std::string& text);
   bool next_txt(std::string& text);
+  bool next_txt_line();
   fs::path path_;
   TextFormat format_;
   TxtDocuments txt_documents_;

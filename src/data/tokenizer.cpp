@@ -177,15 +177,23 @@ std::string Tokenizer::decode(std::span<const std::uint16_t> ids) const {
 }
 
 std::vector<std::string> convention_deviations(const Tokenizer& tok) {
+  using C = ChallengeTokenizerSettings;
   std::vector<std::string> out;
   const ModelSettings& s = tok.settings();
-  if (s.model_type != 2) out.push_back(cat("model type is ", model_type_name(s.model_type), ", expected bpe"));
-  if (!s.byte_fallback) out.push_back("byte_fallback is off, expected on");
-  if (tok.pad_id() != 0 || tok.bos_id() != 1 || tok.eos_id() != 2 || tok.unk_id() != 3)
-    out.push_back(cat("special ids are pad=", tok.pad_id(), " bos=", tok.bos_id(), " eos=", tok.eos_id(),
-                      " unk=", tok.unk_id(), ", expected pad=0 bos=1 eos=2 unk=3"));
-  if (s.add_dummy_prefix) out.push_back("add_dummy_prefix is on, expected off");
-  if (s.normalizer_name != "nmt_nfkc") out.push_back(cat("normalizer is \"", s.normalizer_name, "\", expected nmt_nfkc"));
+  auto on_off = [](bool b) { return b ? "on" : "off"; };
+  if (s.model_type != C::model_type)
+    out.push_back(cat("model type is ", model_type_name(s.model_type), ", expected ", model_type_name(C::model_type)));
+  if (s.byte_fallback != C::byte_fallback)
+    out.push_back(cat("byte_fallback is ", on_off(s.byte_fallback), ", expected ", on_off(C::byte_fallback)));
+  if (s.split_digits != C::split_digits)
+    out.push_back(cat("split_digits is ", on_off(s.split_digits), ", expected ", on_off(C::split_digits)));
+  if (tok.pad_id() != C::pad_id || tok.bos_id() != C::bos_id || tok.eos_id() != C::eos_id || tok.unk_id() != C::unk_id)
+    out.push_back(cat("special ids are pad=", tok.pad_id(), " bos=", tok.bos_id(), " eos=", tok.eos_id(), " unk=",
+                      tok.unk_id(), ", expected pad=", C::pad_id, " bos=", C::bos_id, " eos=", C::eos_id, " unk=", C::unk_id));
+  if (s.add_dummy_prefix != C::add_dummy_prefix)
+    out.push_back(cat("add_dummy_prefix is ", on_off(s.add_dummy_prefix), ", expected ", on_off(C::add_dummy_prefix)));
+  if (s.normalizer_name != C::normalizer)
+    out.push_back(cat("normalizer is \"", s.normalizer_name, "\", expected ", C::normalizer));
   return out;
 }
 

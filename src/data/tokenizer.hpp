@@ -63,6 +63,18 @@ class Tokenizer {
   ModelSettings settings_;
 };
 
+// The challenge's tokenizer settings (SPEC 2.2, as openai/parameter-golf's exporter trains
+// them). Tokenizer training uses them and convention_deviations() checks them.
+struct ChallengeTokenizerSettings {
+  static constexpr int model_type = 2;  // bpe
+  static constexpr bool byte_fallback = true;
+  static constexpr bool split_digits = true;
+  static constexpr bool add_dummy_prefix = false;
+  static constexpr const char* normalizer = "nmt_nfkc";
+  static constexpr const char* character_coverage = "0.999";
+  static constexpr int pad_id = 0, bos_id = 1, eos_id = 2, unk_id = 3;
+};
+
 // Differences between a tokenizer and the challenge's conventions (BPE, byte fallback,
 // pad=0 bos=1 eos=2 unk=3, add_dummy_prefix=false, nmt_nfkc); empty when it conforms.
 std::vector<std::string> convention_deviations(const Tokenizer& tok);

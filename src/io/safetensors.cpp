@@ -29,12 +29,6 @@ constexpr DTypeInfo kDTypes[] = {
     {DType::U64, "U64", 8}, {DType::U32, "U32", 4}, {DType::U16, "U16", 2},   {DType::U8, "U8", 1},
     {DType::BOOL, "BOOL", 1}};
 
-std::string shape_text(const std::vector<std::int64_t>& shape) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 // numel of a shape, or nullopt on overflow past 2^62.
 std::optional<std::uint64_t> checked_numel(const std::vector<std::int64_t>& shape) {
   std::uint64_t n = 1;
@@ -47,6 +41,14 @@ std::optional<std::uint64_t> checked_numel(const std::vector<std::int64_t>& shap
 }
 
 }  // namespace
+
+std::string shape_text(const std::vector<std::int64_t>& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+bool is_floating(DType d) { return d == DType::F64 || d == DType::F32 || d == DType::F16 || d == DType::BF16; }
 
 std::size_t dtype_size(DType d) {
   for (const auto& i : kDTypes)
@@ -131,7 +133,7 @@ void SafetensorsFile::parse_image(std::span<const std::byte> bytes) {
       shape.push_back(d.get<std::int64_t>());
     }
     auto numel = checked_numel(shape);
-    if (!numel) bad("shape " + shape_text(shape) + " is too large");
+    if (!numel) bad("shape " + shape_text(shape) + " has more than 2^62 elements");
     if (!v.contains("data_offsets") || !v["data_offsets"].is_array() || v["data_offsets"].size() != 2 ||
         !v["data_offsets"][0].is_number_unsigned() || !v["data_offsets"][1].is_number_unsigned())
       bad("data_offsets must be two non-negative integers [begin, end]");
@@ -139,9 +141,11 @@ void SafetensorsFile::parse_image(std::span<const std::byte> bytes) {
     auto end = v["data_offsets"][1].get<std::uint64_t>();
     if (begin > end) bad(cat("data_offsets [", begin, ", ", end, "] are reversed"));
     if (end > data.size()) bad(cat("data_offsets end ", end, " is past the data section (", data.size(), " bytes)"));
-    std::uint64_t want = *numel * dtype_size(*dtype);
-    if (end - begin != want)
-      bad(cat("holds ", end - begin, " bytes but ", dtype_name(*dtype), " ", shape_text(shape), " needs ", want));
+    // Compare without forming numel * size, which can wrap around for huge shapes.
+    const std::size_t item_bytes = dtype_size(*dtype);
+    if (*numel > (end - begin) / item_bytes || *numel * item_bytes != end - begin)
+      bad(cat("holds ", end - begin, " bytes but ", dtype_name(*dtype), " ", shape_text(shape), " needs ", *numel,
+              " x ", item_bytes));
     tensors_.push_back(TensorView{name, *dtype, std::move(shape),
                                   data.subspan(static_cast<std::size_t>(begin), static_cast<std::size_t>(end - begin))});
   }
@@ -208,7 +212,8 @@ void SafetensorsWriter::add(const std::string& name, DType dtype, std::vector<st
   for (const auto& e : entries_)
     if (e.name == name) fail(ErrorKind::format, "safetensors: tensor \"", name, "\" added twice");
   auto numel = checked_numel(shape);
-  if (!numel || *numel * dtype_size(dtype) != data.size())
+  if (!numel || *numel > data.size() / std::max<std::size_t>(dtype_size(dtype), 1) ||
+      *numel * dtype_size(dtype) != data.size())
     fail(ErrorKind::format, "safetensors: tensor \"", name, "\": ", data.size(), " bytes do not match ",
          dtype_name(dtype), " ", shape_text(shape));
   entries_.push_back(Entry{name, dtype, std::move(shape), std::vector<std::byte>(data.begin(), data.end())});
@@ -230,7 +235,12 @@ std::vector<std::byte> SafetensorsWriter::serialize() const {
     header[e.name] = {{"dtype", dtype_name(e.dtype)}, {"shape", e.shape}, {"data_offsets", {offset, offset + e.data.size()}}};
     offset += e.data.size();
   }
-  std::string text = header.dump();
+  std::string text;
+  try {
+    text = header.dump();
+  } catch (const json::exception& e) {
+    fail(ErrorKind::format, "safetensors: cannot write the header: ", json_error_text(e));
+  }
   while (text.size() % 8 != 0) text.push_back(' ');  // keeps the data section 8-byte aligned
   std::vector<std::byte> out(8 + text.size() + offset);
   std::uint64_t n = text.size();

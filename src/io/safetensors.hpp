@@ -22,6 +22,8 @@ enum class DType { F64, F32, F16, BF16, I64, I32, I16, I8, U64, U32, U16, U8, BO
 std::size_t dtype_size(DType d);
 const char* dtype_name(DType d);
 std::optional<DType> dtype_from_name(std::string_view name);
+bool is_floating(DType d);
+std::string shape_text(const std::vector<std::int64_t>& shape);  // "[2, 3]"
 
 struct TensorView {
   std::string name;

@@ -276,7 +276,7 @@ TEST(ConfigErrors, UnknownEnumNameListsChoices) {
 }
 
 TEST(ConfigErrors, InvalidJsonNamesFileLineAndColumn) {
-  expect_config_error("{\n  \"model\": {\n    \"num_layers\": 3,,\n  }\n}", {"c.json", "invalid JSON", "line 3"});
+  expect_config_error("{\n  \"model\": {\n    \"num_layers\": 3,,\n  }\n}", {"c.json", "invalid JSON", "line 3, column 21"});
 }
 
 TEST(ConfigErrors, NumberOverflowIsAConfigError) {
@@ -317,6 +317,27 @@ TEST(ConfigErrors, CrossFieldRulesNameTheField) {
   expect_config_error(R"({"eval": {"stride": 4096}})", {"eval.stride", "4096"});
 }
 
+TEST(ConfigErrors, ProvenanceFollowsTheLayerThatWon) {
+  VirtualFiles vf;
+  vf.files["/v/base.json"] = R"({"model": 5})";
+  vf.files["/v/child.json"] = R"({"extends": "base.json", "model": {"num_layrs": 3}})";
+  expect_error([&] { load_config(std::filesystem::path("/v/child.json"), {}, vf.reader()); }, ErrorKind::config,
+               {"model.num_layrs", "(from /v/child.json)"});
+}
+
+TEST(ConfigErrors, ExplicitNullIsNotSilentlyReplacedBySet) {
+  expect_config_error(R"({"model": null})", {"model", "not a section"}, {"model.num_layers=3"});
+}
+
+TEST(ConfigErrors, SetValuesMustBeUtf8) {
+  expect_error([] { load_text("{}", {"name=\xff\xfe"}); }, ErrorKind::usage, {"--set name", "UTF-8"});
+}
+
+TEST(ConfigErrors, HugeProductsAreRangeErrorsNotOverflow) {
+  expect_config_error(R"({"model": {"mlp_mult": 1e300}})", {"model.mlp_mult", "out of range", "(0, 64]"});
+  expect_config_error(R"({"model": {"model_dim": 1e15}})", {"model.model_dim", "out of range"});
+}
+
 TEST(ConfigErrors, BadSetAssignmentsAreUsageOrConfigErrors) {
   expect_error([] { load_text("{}", {"model.num_layers"}); }, ErrorKind::usage, {"PATH=VALUE"});
   expect_error([] { load_text("{}", {"model..x=1"}); }, ErrorKind::usage, {"model..x"});
@@ -344,6 +365,12 @@ TEST(ConfigErrorsCli, EachClassExitsWithTheConfigCodeAndNamesFileAndPath) {
       {"cross-field", R"({"model": {"num_kv_heads": 5}})", {"model.num_kv_heads", "does not divide"}},
       {"missing extends", R"({"extends": "nowhere.json"})", {"nowhere.json"}},
   };
+  // --set is repeatable and may come before the config file.
+  auto ok = test::run_pgolf({"inspect", "config", "--set", "model.num_layers=5", "--set", "seed=7",
+                             (test::source_dir() / "configs/tiny.json").string()});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_NE(ok.out.find("\"num_layers\": 5"), std::string::npos);
+  EXPECT_NE(ok.out.find("\"seed\": 7"), std::string::npos);
   test::TempDir dir;
   for (const auto& c : cases) {
     SCOPED_TRACE(c.error_class);

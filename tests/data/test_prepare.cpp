@@ -7,6 +7,8 @@
 #include "data/tokenizer.hpp"
 #include "support/test_support.hpp"
 
+#include <algorithm>
+
 namespace pgolf::data {
 namespace {
 
@@ -99,17 +101,100 @@ TEST(Prepare, PlainTextDocumentModes) {
   for (std::size_t i = 0; i < expected.size(); ++i) EXPECT_EQ(tokens[i + 1], expected[i]);
 }
 
-TEST(Prepare, RefusesToOverwriteShardsWithoutForce) {
+TEST(Prepare, RefusesToOverwriteShardsWithoutForceAndForceReplacesThemAll) {
   TempDir dir;
-  test::write_bytes(dir / "in.jsonl", "{\"text\": \"hello world\"}\n");
-  prepare(options(dir / "in.jsonl", dir / "out", 0));
-  auto r = test::run_pgolf({"prepare", "-i", (dir / "in.jsonl").string(), "-t", kSp1024.string(), "-o",
-                            (dir / "out").string(), "--val-docs", "0"});
+  const std::string in = test::bundled("text/fineweb_docs200.jsonl.xz").string(), out = (dir / "out").string();
+  auto first = test::run_pgolf({"prepare", "-i", in, "-t", kSp1024.string(), "-o", out, "--val-docs", "0",
+                                "--shard-tokens", "100000"});
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  ASSERT_TRUE(fs::exists(dir / "out/fineweb_train_000006.bin")) << "628,457 tokens make 7 shards of 100,000";
+  auto r = test::run_pgolf({"prepare", "-i", in, "-t", kSp1024.string(), "-o", out, "--val-docs", "0"});
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_NE(r.err.find("--force"), std::string::npos) << r.err;
-  r = test::run_pgolf({"prepare", "-i", (dir / "in.jsonl").string(), "-t", kSp1024.string(), "-o",
-                       (dir / "out").string(), "--val-docs", "0", "--force"});
+  // A smaller second run must not leave the first run's higher-numbered shards behind.
+  r = test::run_pgolf({"prepare", "-i", in, "-t", kSp1024.string(), "-o", out, "--val-docs", "0", "--force",
+                       "--max-docs", "10"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
+  auto shards = glob_sorted((dir / "out/fineweb_*.bin").string());
+  ASSERT_EQ(shards.size(), 1u);
+  Shard only(shards[0]);
+  EXPECT_EQ(std::count(only.tokens().begin(), only.tokens().end(), 1), 10) << "10 documents";
+  json manifest = json::parse(test::read_bytes(dir / "out/manifest.json"));
+  EXPECT_EQ(manifest["splits"]["train"]["docs"], 10);
+}
+
+TEST(Prepare, AFailedRunLeavesThePreviousOutputUntouched) {
+  TempDir dir;
+  prepare(options(test::bundled("text/fineweb_docs200.jsonl.xz"), dir / "out", 0));
+  const std::string before = test::read_bytes(dir / "out/fineweb_train_000000.bin");
+  const std::string manifest = test::read_bytes(dir / "out/manifest.json");
+  // Valid documents first, then a malformed line: the failure comes after shards were staged.
+  std::string input;
+  for (int i = 0; i < 2000; ++i) input += "{\"text\": \"some words to tokenize\"}\n";
+  input += "{broken\n";
+  test::write_bytes(dir / "bad.jsonl", input);
+  PrepareOptions o = options(dir / "bad.jsonl", dir / "out", 0);
+  o.force = true;
+  o.shard_tokens = 1000;
+  EXPECT_THROW(prepare(o), Error);
+  EXPECT_EQ(test::read_bytes(dir / "out/fineweb_train_000000.bin"), before);
+  EXPECT_EQ(test::read_bytes(dir / "out/manifest.json"), manifest);
+  int entries = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir / "out")) ++entries;
+  EXPECT_EQ(entries, 2) << "no staged shards or staging directory left behind";
+}
+
+TEST(Prepare, CliOptionRules) {
+  TempDir dir;
+  const std::string in = test::bundled("text/fineweb_docs200.jsonl.xz").string(), out = (dir / "out").string();
+  auto r = test::run_pgolf({"prepare", "-i", in, "-t", kSp1024.string(), "--train-tokenizer", "512", "-o", out});
+  EXPECT_EQ(r.exit_code, 2) << "--tokenizer and --train-tokenizer exclude each other: " << r.err;
+  r = test::run_pgolf({"prepare", "-i", in, "-t", kSp1024.string(), "--tokenizer-out", "x.model", "-o", out});
+  EXPECT_EQ(r.exit_code, 2) << "--tokenizer-out needs --train-tokenizer: " << r.err;
+  r = test::run_pgolf({"prepare", "-i", in, "-o", out});
+  EXPECT_EQ(r.exit_code, 2) << "a tokenizer is required: " << r.err;
+  r = test::run_pgolf({"prepare", "-i", in, "-t", kSp1024.string(), "-o", out, "--shard-tokens", "3000000000"});
+  EXPECT_EQ(r.exit_code, 2) << "shards hold at most INT32_MAX tokens: " << r.err;
+  r = test::run_pgolf({"prepare", "-i", in, "-t", kSp1024.string(), "-o", out, "--max-docs", "30", "--val-docs", "20"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("30 docs"), std::string::npos) << "progress and summary go to stderr: " << r.err;
+  json manifest = json::parse(test::read_bytes(dir / "out/manifest.json"));
+  EXPECT_EQ(manifest["splits"]["val"]["docs"], 20);
+  EXPECT_EQ(manifest["splits"]["train"]["docs"], 10);
+}
+
+TEST(Prepare, TextEdgeCases) {
+  TempDir dir;
+  // A trailing blank line in JSON lines is tolerated; CRLF text loses its CR.
+  test::write_bytes(dir / "a.jsonl", "{\"text\": \"one\"}\n{\"text\": \"two\"}\n\n");
+  EXPECT_EQ(prepare(options(dir / "a.jsonl", dir / "o1", 0)).train.docs, 2);
+  test::write_bytes(dir / "crlf.txt", "hello world\r\nsecond\r\n");
+  prepare(options(dir / "crlf.txt", dir / "o2", 0));
+  test::write_bytes(dir / "lf.txt", "hello world\nsecond\n");
+  prepare(options(dir / "lf.txt", dir / "o3", 0));
+  EXPECT_EQ(test::read_bytes(dir / "o2/fineweb_train_000000.bin"), test::read_bytes(dir / "o3/fineweb_train_000000.bin"));
+  // An empty file holds no documents, in every mode.
+  test::write_bytes(dir / "empty.txt", "");
+  for (TxtDocuments mode : {TxtDocuments::line, TxtDocuments::paragraph, TxtDocuments::file}) {
+    PrepareOptions o = options(dir / "empty.txt", dir / "o4", 0);
+    o.txt_documents = mode;
+    try {
+      prepare(o);
+      ADD_FAILURE() << "an empty input must be an error";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::data);
+      EXPECT_NE(std::string(e.what()).find("no documents"), std::string::npos) << e.what();
+    }
+  }
+  // A line longer than the reader's 1 MiB buffer survives intact.
+  std::string long_text(3 << 20, 'a');
+  for (std::size_t i = 0; i < long_text.size(); i += 7) long_text[i] = ' ';
+  test::write_bytes(dir / "long.txt", long_text + "\nshort\n");
+  PrepareResult r = prepare(options(dir / "long.txt", dir / "o5", 0));
+  EXPECT_EQ(r.train.docs, 2);
+  auto tokens = read_all((dir / "o5/fineweb_train_*.bin").string());
+  const Tokenizer tok(kSp1024);
+  EXPECT_EQ(tokens.size(), tok.encode(long_text).size() + tok.encode("short").size() + 2);
 }
 
 TEST(Prepare, MalformedInputsNameFileAndLine) {
@@ -121,7 +206,8 @@ TEST(Prepare, MalformedInputsNameFileAndLine) {
   for (const Case& c : {Case{"{\"text\": \"a\"}\n{\"txt\": \"b\"}\n", "in.jsonl:2: no \"text\" field"},
                         Case{"{\"text\": \"a\"}\nnot json\n", "in.jsonl:2: invalid JSON"},
                         Case{"{\"text\": 5}\n", "in.jsonl:1: \"text\" is not a string"},
-                        Case{"{\"text\": \"a\"}\n\n{\"text\": \"b\"}\n", "in.jsonl:2: empty line"}}) {
+                        Case{"{\"text\": \"a\"}\n\n{\"text\": \"b\"}\n", "in.jsonl:2: empty line"},
+                        Case{"{\"text\": \"a\"}\n\n\n{\"text\": \"b\"}\n", "in.jsonl:2: empty line"}}) {
     SCOPED_TRACE(c.content);
     test::write_bytes(dir / "in.jsonl", c.content);
     auto r = test::run_pgolf({"prepare", "-i", (dir / "in.jsonl").string(), "-t", kSp1024.string(), "-o",

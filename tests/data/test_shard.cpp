@@ -111,6 +111,21 @@ TEST(ShardMalformations, TheCliExitsWithTheDataCodeAndNamesTheFile) {
   }
 }
 
+TEST(ShardCli, LiteralNamesGlobsAndMissingFiles) {
+  TempDir dir;
+  write_shard(dir / "odd[1].bin", std::vector<std::uint16_t>{1, 2, 3});
+  auto r = test::run_pgolf({"inspect", "shard", (dir / "odd[1].bin").string()});
+  EXPECT_EQ(r.exit_code, 0) << "a literal name with glob characters: " << r.err;
+  r = test::run_pgolf({"inspect", "shard", (dir / "missing.bin").string()});
+  EXPECT_EQ(r.exit_code, 6) << r.err;
+  EXPECT_NE(r.err.find("missing.bin"), std::string::npos) << r.err;
+  r = test::run_pgolf({"inspect", "shard", (dir / "nothing_*.bin").string()});
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_NE(r.err.find("nothing_*.bin"), std::string::npos) << r.err;
+  r = test::run_pgolf({"inspect", "shard", (dir / "odd[1].bin").string(), "--preview", "10"});
+  EXPECT_EQ(r.exit_code, 2) << "--preview needs --tokenizer: " << r.err;
+}
+
 TEST(ShardSet, ConcatenatesMatchesInSortedOrder) {
   TempDir dir;
   write_shard(dir / "fineweb_val_000001.bin", std::vector<std::uint16_t>{4, 5});
@@ -137,6 +152,7 @@ TEST(ShardSet, EmptySplitsAreErrorsNamingTheGlob) {
     ShardSet set(glob, "val", 1024);
     ADD_FAILURE() << "a split of zero tokens must be an error";
   } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::data);
     EXPECT_NE(std::string(e.what()).find("empty"), std::string::npos);
     EXPECT_NE(std::string(e.what()).find(glob), std::string::npos);
   }

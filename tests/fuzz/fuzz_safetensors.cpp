@@ -13,8 +13,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto file = SafetensorsFile::parse(std::as_bytes(std::span(data, size)), "fuzz.safetensors");
     SafetensorsWriter writer;
     for (const auto& t : file.tensors()) {
-      if (t.dtype == DType::F32 || t.dtype == DType::F16 || t.dtype == DType::BF16 || t.dtype == DType::F64)
-        (void)file.to_float32(t);
+      if (is_floating(t.dtype)) (void)file.to_float32(t);
       writer.add(t.name, t.dtype, t.shape, t.data);
     }
     auto bytes = writer.serialize();

@@ -81,6 +81,7 @@ TEST(Safetensors, WriterRejectsInconsistentTensors) {
   w.add_f32("x", {2, 3}, v);
   EXPECT_THROW(w.add_f32("x", {2, 3}, v), Error) << "duplicate names";
   EXPECT_THROW(w.add_f32("__metadata__", {2, 3}, v), Error);
+  EXPECT_THROW(w.add("big", DType::F32, {std::int64_t{1} << 62}, {}), Error) << "numel * 4 must not wrap to 0";
 }
 
 struct BadFile {
@@ -107,7 +108,7 @@ std::vector<BadFile> bad_files() {
       {"duplicate tensor", image("{" + ok_entry + ", " + ok_entry + "}", data8), "duplicate key"},
       {"unknown dtype", image(R"({"t": {"dtype": "F7", "shape": [2], "data_offsets": [0, 8]}})", data8), "unknown dtype"},
       {"negative shape", image(R"({"t": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}})", data8), "non-negative"},
-      {"size mismatch", image(R"({"t": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}})", data8), "needs 12"},
+      {"size mismatch", image(R"({"t": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}})", data8), "needs 3 x 4"},
       {"reversed offsets", image(R"({"t": {"dtype": "F32", "shape": [0], "data_offsets": [8, 0]}})", data8), "reversed"},
       {"offset past data", image(R"({"t": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}})", data8), "past the data"},
       {"gap", image(R"({"t": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}})", data8), "gap"},
@@ -116,6 +117,11 @@ std::vector<BadFile> bad_files() {
       {"unknown field", image(R"({"t": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8], "x": 1}})", data8), "unknown field"},
       {"bad metadata", image(R"({"__metadata__": {"k": 1}})", ""), "strings"},
       {"missing offsets", image(R"({"t": {"dtype": "F32", "shape": [2]}})", data8), "data_offsets"},
+      // 2^62 F32 elements: numel * 4 wraps to 0 in 64 bits (found in review).
+      {"size overflow", image(R"({"t": {"dtype": "F32", "shape": [4611686018427387904], "data_offsets": [0, 0]}})", ""),
+       "needs 4611686018427387904 x 4"},
+      {"size overflow 2d", image(R"({"t": {"dtype": "F64", "shape": [4294967296, 4294967296], "data_offsets": [0, 8]}})", data8),
+       "more than 2^62"},
   };
 }
 
@@ -139,9 +145,10 @@ TEST(SafetensorsMalformations, TheCliExitsWithTheFormatCodeAndNamesTheFile) {
     SCOPED_TRACE(b.name);
     const auto file = dir / "model.safetensors";
     test::write_bytes(file, b.bytes);
-    auto r = test::run_pgolf({"inspect", "checkpoint", file.string()});
+    auto r = test::run_pgolf({"inspect", "checkpoint", file.string(), "--stats"});
     EXPECT_EQ(r.exit_code, 5) << r.err;
     EXPECT_NE(r.err.find(file.string()), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(b.fragment), std::string::npos) << r.err;
   }
 }
 
