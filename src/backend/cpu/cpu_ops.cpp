@@ -1,0 +1,703 @@
+#include "backend/cpu/cpu_ops.hpp"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#include "common/error.hpp"
+
+namespace pgolf::backend {
+
+namespace {
+
+// Reductions are split into this many contiguous pieces whatever the thread count, and the
+// pieces are combined in order, so results do not depend on how many threads ran them.
+constexpr int kReduceChunks = 64;
+
+std::size_t chunk_begin(std::size_t n, int chunk, int chunks) {
+  return n * static_cast<std::size_t>(chunk) / static_cast<std::size_t>(chunks);
+}
+
+// out[c] += sum over rows i of the values f(i, acc) adds into acc[c] (acc is double[dim]).
+template <class T, class F>
+void column_reduce(T* out, int n, int dim, F&& f) {
+  const int chunks = std::max(1, std::min(kReduceChunks, n));
+  std::vector<double> partial(static_cast<std::size_t>(chunks) * dim, 0.0);
+#pragma omp parallel for schedule(static)
+  for (int ch = 0; ch < chunks; ++ch) {
+    double* acc = partial.data() + static_cast<std::size_t>(ch) * dim;
+    const auto hi = chunk_begin(static_cast<std::size_t>(n), ch + 1, chunks);
+    for (auto i = chunk_begin(static_cast<std::size_t>(n), ch, chunks); i < hi; ++i) f(static_cast<int>(i), acc);
+  }
+  for (int c = 0; c < dim; ++c) {
+    double s = 0.0;
+    for (int ch = 0; ch < chunks; ++ch) s += partial[static_cast<std::size_t>(ch) * dim + c];
+    out[c] += static_cast<T>(s);
+  }
+}
+
+// sum over i < n of f(i), in double, in a fixed order of fixed chunks.
+template <class F>
+double scalar_reduce(std::size_t n, F&& f) {
+  const int chunks = static_cast<int>(std::max<std::size_t>(1, std::min<std::size_t>(kReduceChunks, n)));
+  std::vector<double> partial(static_cast<std::size_t>(chunks), 0.0);
+#pragma omp parallel for schedule(static)
+  for (int ch = 0; ch < chunks; ++ch) {
+    double s = 0.0;
+    const auto hi = chunk_begin(n, ch + 1, chunks);
+    for (auto i = chunk_begin(n, ch, chunks); i < hi; ++i) s += f(i);
+    partial[static_cast<std::size_t>(ch)] = s;
+  }
+  double s = 0.0;
+  for (double p : partial) s += p;
+  return s;
+}
+
+template <class T>
+T sigmoid(T x) {
+  return T(1) / (T(1) + std::exp(-x));
+}
+
+template <class T>
+void gemm(bool trans_a, bool trans_b, int m, int n, int k, const T* a, int lda, const T* b, int ldb, T beta, T* c,
+          int ldc) {
+  const auto ta = trans_a ? CblasTrans : CblasNoTrans;
+  const auto tb = trans_b ? CblasTrans : CblasNoTrans;
+  if constexpr (std::is_same_v<T, float>) {
+    cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+  } else {
+    cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc);
+  }
+}
+
+// XSA's direction for one row and KV head: u = v / max(|v|, 1e-12); returns the divisor.
+template <class T>
+T unit_direction(T* u, const T* v, int hd) {
+  double sq = 0.0;
+  for (int e = 0; e < hd; ++e) sq += static_cast<double>(v[e]) * v[e];
+  const T norm = std::max(static_cast<T>(std::sqrt(sq)), static_cast<T>(1e-12));
+  for (int e = 0; e < hd; ++e) u[e] = v[e] / norm;
+  return norm;
+}
+
+}  // namespace
+
+void set_cpu_threads(int threads) {
+  int t = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  omp_set_num_threads(t);
+  openblas_set_num_threads(t);
+}
+
+int cpu_threads() { return omp_get_max_threads(); }
+
+// ----- memory -----------------------------------------------------------------------------
+template <class T>
+std::string CpuOps<T>::name() const {
+  return std::is_same_v<T, float> ? "cpu (float32)" : "cpu (float64)";
+}
+
+template <class T>
+void* CpuOps<T>::allocate(std::size_t bytes) {
+  void* p = ::operator new(std::max<std::size_t>(bytes, 1), std::align_val_t{64}, std::nothrow);
+  if (p == nullptr) fail(ErrorKind::internal, "cpu backend: cannot allocate ", bytes, " bytes");
+  std::memset(p, 0, bytes);
+  return p;
+}
+
+template <class T>
+void CpuOps<T>::release(void* p) {
+  if (p != nullptr) ::operator delete(p, std::align_val_t{64});
+}
+
+template <class T>
+void CpuOps<T>::to_device(void* dst, const void* src, std::size_t bytes) {
+  if (bytes > 0) std::memcpy(dst, src, bytes);
+}
+
+template <class T>
+void CpuOps<T>::to_host(void* dst, const void* src, std::size_t bytes) {
+  if (bytes > 0) std::memcpy(dst, src, bytes);
+}
+
+template <class T>
+void CpuOps<T>::copy(void* dst, const void* src, std::size_t bytes) {
+  if (bytes > 0) std::memmove(dst, src, bytes);
+}
+
+template <class T>
+void CpuOps<T>::zero(void* p, std::size_t bytes) {
+  if (bytes > 0) std::memset(p, 0, bytes);
+}
+
+// ----- elementwise ---------------------------------------------------------------------------
+template <class T>
+void CpuOps<T>::copy_values(T* y, const T* x, std::size_t n) {
+  std::memmove(y, x, n * sizeof(T));
+}
+
+template <class T>
+void CpuOps<T>::add_into(T* y, const T* x, std::size_t n) {
+#pragma omp parallel for schedule(static)
+  for (std::size_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
+// ----- embeddings ------------------------------------------------------------------------------
+template <class T>
+void CpuOps<T>::embedding_forward(T* out, const std::int32_t* ids, const T* table, int n, int dim) {
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < n; ++i)
+    std::memcpy(out + static_cast<std::size_t>(i) * dim, table + static_cast<std::size_t>(ids[i]) * dim,
+                sizeof(T) * static_cast<std::size_t>(dim));
+}
+
+template <class T>
+void CpuOps<T>::embedding_backward(T* dtable, const std::int32_t* ids, const T* dout, int n, int dim) {
+  // Rows may repeat, so threads split the columns; each row is added in order.
+#pragma omp parallel
+  {
+    const int threads = omp_get_num_threads(), me = omp_get_thread_num();
+    const int lo = static_cast<int>(chunk_begin(static_cast<std::size_t>(dim), me, threads));
+    const int hi = static_cast<int>(chunk_begin(static_cast<std::size_t>(dim), me + 1, threads));
+    for (int i = 0; i < n; ++i) {
+      T* row = dtable + static_cast<std::size_t>(ids[i]) * dim;
+      const T* g = dout + static_cast<std::size_t>(i) * dim;
+      for (int c = lo; c < hi; ++c) row[c] += g[c];
+    }
+  }
+}
+
+template <class T>
+void CpuOps<T>::bigram_hash(std::int32_t* out, const std::int32_t* ids, int batch, int seq, int buckets) {
+  const std::int64_t mod = buckets - 1;
+  for (int b = 0; b < batch; ++b) {
+    const std::int32_t* x = ids + static_cast<std::size_t>(b) * seq;
+    std::int32_t* h = out + static_cast<std::size_t>(b) * seq;
+    h[0] = static_cast<std::int32_t>(mod);
+    for (int t = 1; t < seq; ++t) {
+      // 32-bit two's-complement products, as int32 tensor arithmetic does.
+      const std::uint32_t a = 36313u * static_cast<std::uint32_t>(x[t]);
+      const std::uint32_t c = 27191u * static_cast<std::uint32_t>(x[t - 1]);
+      const auto v = static_cast<std::int64_t>(static_cast<std::int32_t>(a ^ c));
+      h[t] = static_cast<std::int32_t>(((v % mod) + mod) % mod);
+    }
+  }
+}
+
+// ----- matrix products --------------------------------------------------------------------
+template <class T>
+void CpuOps<T>::matmul_forward(T* y, const T* x, const T* w, int n, int in, int out, bool accumulate) {
+  if (n == 0 || out == 0) return;
+  gemm<T>(false, true, n, out, in, x, in, w, in, accumulate ? T(1) : T(0), y, out);
+}
+
+template <class T>
+void CpuOps<T>::matmul_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, int n, int in, int out,
+                                bool accumulate_dx) {
+  if (n == 0) return;
+  if (dx != nullptr) gemm<T>(false, false, n, in, out, dy, out, w, in, accumulate_dx ? T(1) : T(0), dx, in);
+  if (dw != nullptr) gemm<T>(true, false, out, in, n, dy, out, x, in, T(1), dw, in);
+}
+
+// ----- normalisation ------------------------------------------------------------------------
+template <class T>
+void CpuOps<T>::rmsnorm_forward(T* y, T* rstd, const T* x, int n, int dim, T multiplier) {
+  constexpr double eps = 1.1920928955078125e-07;  // float32 epsilon in every precision
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < n; ++i) {
+    const T* xi = x + static_cast<std::size_t>(i) * dim;
+    T* yi = y + static_cast<std::size_t>(i) * dim;
+    double sq = 0.0;
+    for (int c = 0; c < dim; ++c) sq += static_cast<double>(xi[c]) * xi[c];
+    const T r = static_cast<T>(1.0 / std::sqrt(sq / dim + eps));
+    rstd[i] = r;
+    const T s = r * multiplier;
+    for (int c = 0; c < dim; ++c) yi[c] = xi[c] * s;
+  }
+}
+
+template <class T>
+void CpuOps<T>::rmsnorm_backward(T* dx, const T* dy, const T* x, const T* rstd, int n, int dim, T multiplier,
+                                 bool accumulate) {
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < n; ++i) {
+    const T* xi = x + static_cast<std::size_t>(i) * dim;
+    const T* gi = dy + static_cast<std::size_t>(i) * dim;
+    T* di = dx + static_cast<std::size_t>(i) * dim;
+    double dot = 0.0;
+    for (int c = 0; c < dim; ++c) dot += static_cast<double>(gi[c]) * xi[c];
+    const T r = rstd[i];
+    const T k = static_cast<T>(dot * static_cast<double>(r) * r / dim);
+    for (int c = 0; c < dim; ++c) {
+      const T v = multiplier * r * (gi[c] - xi[c] * k);
+      di[c] = accumulate ? di[c] + v : v;
+    }
+  }
+}
+
+// ----- scaled additions ------------------------------------------------------------------------
+template <class T>
+void CpuOps<T>::add_scaled_forward(T* y, const T* x, const T* s1, const T* s2, std::size_t n) {
+  const T s = *s1 * (s2 != nullptr ? *s2 : T(1));
+#pragma omp parallel for schedule(static)
+  for (std::size_t i = 0; i < n; ++i) y[i] += x[i] * s;
+}
+
+template <class T>
+void CpuOps<T>::add_scaled_backward(T* dx, T* ds1, T* ds2, const T* dy, const T* x, const T* s1, const T* s2,
+                                    std::size_t n, bool accumulate_dx) {
+  const T v2 = s2 != nullptr ? *s2 : T(1);
+  const double dot = scalar_reduce(n, [&](std::size_t i) { return static_cast<double>(dy[i]) * x[i]; });
+  if (ds1 != nullptr) *ds1 += static_cast<T>(dot * v2);
+  if (ds2 != nullptr) *ds2 += static_cast<T>(dot * *s1);
+  if (dx != nullptr) {
+    const T s = *s1 * v2;
+#pragma omp parallel for schedule(static)
+    for (std::size_t i = 0; i < n; ++i) dx[i] = accumulate_dx ? dx[i] + dy[i] * s : dy[i] * s;
+  }
+}
+
+template <class T>
+void CpuOps<T>::residual_scale_forward(T* out, const T* base, const T* y, const T* scale, int n, int dim) {
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < n; ++i) {
+    const std::size_t o = static_cast<std::size_t>(i) * dim;
+    for (int c = 0; c < dim; ++c) out[o + c] = base[o + c] + scale[c] * y[o + c];
+  }
+}
+
+template <class T>
+void CpuOps<T>::residual_scale_backward(T* dy, T* dscale, const T* dout, const T* y, const T* scale, int n, int dim) {
+  column_reduce(dscale, n, dim, [&](int i, double* acc) {
+    const std::size_t o = static_cast<std::size_t>(i) * dim;
+    for (int c = 0; c < dim; ++c) acc[c] += static_cast<double>(dout[o + c]) * y[o + c];
+  });
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < n; ++i) {
+    const std::size_t o = static_cast<std::size_t>(i) * dim;
+    for (int c = 0; c < dim; ++c) dy[o + c] = dout[o + c] * scale[c];
+  }
+}
+
+template <class T>
+void CpuOps<T>::resid_mix_forward(T* xin, const T* x, const T* x0, const T* mix, int n, int dim) {
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < n; ++i) {
+    const std::size_t o = static_cast<std::size_t>(i) * dim;
+    for (int c = 0; c < dim; ++c) xin[o + c] = mix[c] * x[o + c] + mix[dim + c] * x0[o + c];
+  }
+}
+
+template <class T>
+void CpuOps<T>::resid_mix_backward(T* dx, T* dx0, T* dmix, const T* dxin, const T* x, const T* x0, const T* mix,
+                                   int n, int dim) {
+  column_reduce(dmix, n, dim, [&](int i, double* acc) {
+    const std::size_t o = static_cast<std::size_t>(i) * dim;
+    for (int c = 0; c < dim; ++c) acc[c] += static_cast<double>(dxin[o + c]) * x[o + c];
+  });
+  column_reduce(dmix + dim, n, dim, [&](int i, double* acc) {
+    const std::size_t o = static_cast<std::size_t>(i) * dim;
+    for (int c = 0; c < dim; ++c) acc[c] += static_cast<double>(dxin[o + c]) * x0[o + c];
+  });
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < n; ++i) {
+    const std::size_t o = static_cast<std::size_t>(i) * dim;
+    for (int c = 0; c < dim; ++c) {
+      dx[o + c] = dxin[o + c] * mix[c];
+      dx0[o + c] += dxin[o + c] * mix[dim + c];
+    }
+  }
+}
+
+// ----- token mixing ------------------------------------------------------------------------------
+template <class T>
+void CpuOps<T>::smear_forward(T* y, const T* x, const T* gate, int batch, int seq, int dim) {
+  std::vector<T> g(static_cast<std::size_t>(dim));
+  for (int c = 0; c < dim; ++c) g[c] = sigmoid(gate[c]);
+  const int n = batch * seq;
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < n; ++i) {
+    const std::size_t o = static_cast<std::size_t>(i) * dim;
+    const bool first = i % seq == 0;
+    for (int c = 0; c < dim; ++c) {
+      const T prev = first ? T(0) : x[o - dim + c];
+      y[o + c] = (T(1) - g[c]) * x[o + c] + g[c] * prev;
+    }
+  }
+}
+
+template <class T>
+void CpuOps<T>::smear_backward(T* dx, T* dgate, const T* dy, const T* x, const T* gate, int batch, int seq, int dim) {
+  std::vector<T> g(static_cast<std::size_t>(dim));
+  for (int c = 0; c < dim; ++c) g[c] = sigmoid(gate[c]);
+  const int n = batch * seq;
+  column_reduce(dgate, n, dim, [&](int i, double* acc) {
+    const std::size_t o = static_cast<std::size_t>(i) * dim;
+    const bool first = i % seq == 0;
+    for (int c = 0; c < dim; ++c) {
+      const T prev = first ? T(0) : x[o - dim + c];
+      acc[c] += static_cast<double>(dy[o + c]) * (prev - x[o + c]) * g[c] * (T(1) - g[c]);
+    }
+  });
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < n; ++i) {
+    const std::size_t o = static_cast<std::size_t>(i) * dim;
+    const bool last = (i + 1) % seq == 0;
+    for (int c = 0; c < dim; ++c) dx[o + c] = (T(1) - g[c]) * dy[o + c] + (last ? T(0) : g[c] * dy[o + dim + c]);
+  }
+}
+
+// ----- skips and lanes ------------------------------------------------------------------------------
+template <class T>
+void CpuOps<T>::skip_forward(T* x, const T* s, const T* w, const T* gate, int n, int dim) {
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < n; ++i) {
+    const std::size_t o = static_cast<std::size_t>(i) * dim;
+    for (int c = 0; c < dim; ++c) {
+      if (gate == nullptr) {
+        x[o + c] += w[c] * s[o + c];
+      } else {
+        const T sg = sigmoid(gate[c]);
+        x[o + c] = sg * x[o + c] + (T(1) - sg) * (w[c] * s[o + c]);
+      }
+    }
+  }
+}
+
+template <class T>
+void CpuOps<T>::skip_backward(T* dx, T* ds, T* dw, T* dgate, const T* x_before, const T* s, const T* w, const T* gate,
+                              int n, int dim) {
+  std::vector<T> sg(static_cast<std::size_t>(dim), T(0));
+  if (gate != nullptr)
+    for (int c = 0; c < dim; ++c) sg[c] = sigmoid(gate[c]);
+  // Parameter gradients first: they read dx before it is overwritten below.
+  column_reduce(dw, n, dim, [&](int i, double* acc) {
+    const std::size_t o = static_cast<std::size_t>(i) * dim;
+    for (int c = 0; c < dim; ++c) {
+      const T keep = gate != nullptr ? T(1) - sg[c] : T(1);
+      acc[c] += static_cast<double>(dx[o + c]) * keep * s[o + c];
+    }
+  });
+  if (gate != nullptr)
+    column_reduce(dgate, n, dim, [&](int i, double* acc) {
+      const std::size_t o = static_cast<std::size_t>(i) * dim;
+      for (int c = 0; c < dim; ++c)
+        acc[c] += static_cast<double>(dx[o + c]) * (x_before[o + c] - w[c] * s[o + c]) * sg[c] * (T(1) - sg[c]);
+    });
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < n; ++i) {
+    const std::size_t o = static_cast<std::size_t>(i) * dim;
+    for (int c = 0; c < dim; ++c) {
+      const T keep = gate != nullptr ? T(1) - sg[c] : T(1);
+      ds[o + c] += dx[o + c] * keep * w[c];
+      if (gate != nullptr) dx[o + c] *= sg[c];
+    }
+  }
+}
+
+template <class T>
+void CpuOps<T>::lane_merge_forward(T* out, const T* a, const T* b, const T* m, std::size_t n) {
+  const T mv = *m;
+#pragma omp parallel for schedule(static)
+  for (std::size_t i = 0; i < n; ++i) out[i] = mv * a[i] + (T(1) - mv) * b[i];
+}
+
+template <class T>
+void CpuOps<T>::lane_merge_backward(T* da, T* db, T* dm, const T* dout, const T* a, const T* b, const T* m,
+                                    std::size_t n) {
+  const T mv = *m;
+  *dm += static_cast<T>(scalar_reduce(n, [&](std::size_t i) { return static_cast<double>(dout[i]) * (a[i] - b[i]); }));
+#pragma omp parallel for schedule(static)
+  for (std::size_t i = 0; i < n; ++i) {
+    da[i] = mv * dout[i];
+    db[i] = (T(1) - mv) * dout[i];
+  }
+}
+
+// ----- attention --------------------------------------------------------------------------------
+template <class T>
+void CpuOps<T>::rope_apply(T* x, const T* cos_table, const T* sin_table, int rows, int seq, int heads, int hd,
+                           int rope_dims, bool inverse) {
+  const int half = rope_dims / 2;
+  if (half == 0) return;
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; ++r) {
+    const std::size_t t = static_cast<std::size_t>(r % seq);
+    const T* cs = cos_table + t * half;
+    const T* sn = sin_table + t * half;
+    for (int h = 0; h < heads; ++h) {
+      T* v = x + (static_cast<std::size_t>(r) * heads + h) * hd;
+      for (int j = 0; j < half; ++j) {
+        const T a = v[j], b = v[j + half];
+        if (!inverse) {
+          v[j] = a * cs[j] + b * sn[j];
+          v[j + half] = -a * sn[j] + b * cs[j];
+        } else {
+          v[j] = a * cs[j] - b * sn[j];
+          v[j + half] = a * sn[j] + b * cs[j];
+        }
+      }
+    }
+  }
+}
+
+template <class T>
+void CpuOps<T>::head_gain_forward(T* y, const T* x, const T* gain, int rows, int heads, int hd) {
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; ++r)
+    for (int h = 0; h < heads; ++h) {
+      const std::size_t o = (static_cast<std::size_t>(r) * heads + h) * hd;
+      for (int e = 0; e < hd; ++e) y[o + e] = x[o + e] * gain[h];
+    }
+}
+
+template <class T>
+void CpuOps<T>::head_gain_backward(T* dx, T* dgain, const T* dy, const T* x, const T* gain, int rows, int heads,
+                                   int hd) {
+  column_reduce(dgain, rows, heads, [&](int r, double* acc) {
+    for (int h = 0; h < heads; ++h) {
+      const std::size_t o = (static_cast<std::size_t>(r) * heads + h) * hd;
+      double s = 0.0;
+      for (int e = 0; e < hd; ++e) s += static_cast<double>(dy[o + e]) * x[o + e];
+      acc[h] += s;
+    }
+  });
+  head_gain_forward(dx, dy, gain, rows, heads, hd);
+}
+
+template <class T>
+void CpuOps<T>::attention_forward(T* y, T* lse, const T* q, const T* k, const T* v, int batch, int seq, int heads,
+                                  int kv_heads, int hd) {
+  const int group = heads / kv_heads;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+#pragma omp parallel
+  {
+    std::vector<double> p(static_cast<std::size_t>(seq));
+    std::vector<double> acc(static_cast<std::size_t>(hd));
+#pragma omp for collapse(2) schedule(static)
+    for (int b = 0; b < batch; ++b)
+      for (int h = 0; h < heads; ++h) {
+        const int g = h / group;
+        for (int t = 0; t < seq; ++t) {
+          const std::size_t row = static_cast<std::size_t>(b) * seq + t;
+          const T* qt = q + (row * heads + h) * hd;
+          double mx = -INFINITY;
+          for (int s = 0; s <= t; ++s) {
+            const T* ks = k + ((static_cast<std::size_t>(b) * seq + s) * kv_heads + g) * hd;
+            double dot = 0.0;
+            for (int e = 0; e < hd; ++e) dot += static_cast<double>(qt[e]) * ks[e];
+            p[s] = dot * scale;
+            mx = std::max(mx, p[s]);
+          }
+          double sum = 0.0;
+          for (int s = 0; s <= t; ++s) {
+            p[s] = std::exp(p[s] - mx);
+            sum += p[s];
+          }
+          std::fill(acc.begin(), acc.end(), 0.0);
+          for (int s = 0; s <= t; ++s) {
+            const T* vs = v + ((static_cast<std::size_t>(b) * seq + s) * kv_heads + g) * hd;
+            const double w = p[s] / sum;
+            for (int e = 0; e < hd; ++e) acc[e] += w * vs[e];
+          }
+          T* yt = y + (row * heads + h) * hd;
+          for (int e = 0; e < hd; ++e) yt[e] = static_cast<T>(acc[e]);
+          lse[(static_cast<std::size_t>(b) * heads + h) * seq + t] = static_cast<T>(mx + std::log(sum));
+        }
+      }
+  }
+}
+
+template <class T>
+void CpuOps<T>::attention_backward(T* dq, T* dk, T* dv, const T* dy, const T* q, const T* k, const T* v, const T* y,
+                                   const T* lse, int batch, int seq, int heads, int kv_heads, int hd,
+                                   bool accumulate_dv) {
+  const int group = heads / kv_heads;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  // One (sequence, KV head) per task: it owns dk and dv of that head and dq of its query
+  // heads, so no two tasks write the same memory and the sums run in a fixed order.
+#pragma omp parallel
+  {
+    std::vector<double> dkacc(static_cast<std::size_t>(seq) * hd), dvacc(static_cast<std::size_t>(seq) * hd);
+    std::vector<double> dqacc(static_cast<std::size_t>(hd));
+#pragma omp for collapse(2) schedule(static)
+    for (int b = 0; b < batch; ++b)
+      for (int g = 0; g < kv_heads; ++g) {
+        std::fill(dkacc.begin(), dkacc.end(), 0.0);
+        std::fill(dvacc.begin(), dvacc.end(), 0.0);
+        auto kv_at = [&](const T* base, int s) {
+          return base + ((static_cast<std::size_t>(b) * seq + s) * kv_heads + g) * hd;
+        };
+        for (int h = g * group; h < (g + 1) * group; ++h)
+          for (int t = 0; t < seq; ++t) {
+            const std::size_t row = static_cast<std::size_t>(b) * seq + t;
+            const T* qt = q + (row * heads + h) * hd;
+            const T* dyt = dy + (row * heads + h) * hd;
+            const T* yt = y + (row * heads + h) * hd;
+            const double l = lse[(static_cast<std::size_t>(b) * heads + h) * seq + t];
+            double big_d = 0.0;
+            for (int e = 0; e < hd; ++e) big_d += static_cast<double>(dyt[e]) * yt[e];
+            std::fill(dqacc.begin(), dqacc.end(), 0.0);
+            for (int s = 0; s <= t; ++s) {
+              const T* ks = kv_at(k, s);
+              const T* vs = kv_at(v, s);
+              double dot = 0.0, dp = 0.0;
+              for (int e = 0; e < hd; ++e) {
+                dot += static_cast<double>(qt[e]) * ks[e];
+                dp += static_cast<double>(dyt[e]) * vs[e];
+              }
+              const double pr = std::exp(dot * scale - l);
+              const double ds = pr * (dp - big_d) * scale;
+              double* dks = dkacc.data() + static_cast<std::size_t>(s) * hd;
+              double* dvs = dvacc.data() + static_cast<std::size_t>(s) * hd;
+              for (int e = 0; e < hd; ++e) {
+                dqacc[e] += ds * ks[e];
+                dks[e] += ds * qt[e];
+                dvs[e] += pr * dyt[e];
+              }
+            }
+            T* dqt = dq + (row * heads + h) * hd;
+            for (int e = 0; e < hd; ++e) dqt[e] = static_cast<T>(dqacc[e]);
+          }
+        for (int s = 0; s < seq; ++s) {
+          T* dks = dk + ((static_cast<std::size_t>(b) * seq + s) * kv_heads + g) * hd;
+          T* dvs = dv + ((static_cast<std::size_t>(b) * seq + s) * kv_heads + g) * hd;
+          for (int e = 0; e < hd; ++e) {
+            dks[e] = static_cast<T>(dkacc[static_cast<std::size_t>(s) * hd + e]);
+            const T add = static_cast<T>(dvacc[static_cast<std::size_t>(s) * hd + e]);
+            dvs[e] = accumulate_dv ? dvs[e] + add : add;
+          }
+        }
+      }
+  }
+}
+
+template <class T>
+void CpuOps<T>::xsa_forward(T* out, const T* y, const T* v, int rows, int heads, int kv_heads, int hd) {
+  const int group = heads / kv_heads;
+#pragma omp parallel
+  {
+    std::vector<T> u(static_cast<std::size_t>(hd));
+#pragma omp for schedule(static)
+    for (int r = 0; r < rows; ++r)
+      for (int g = 0; g < kv_heads; ++g) {
+        unit_direction(u.data(), v + (static_cast<std::size_t>(r) * kv_heads + g) * hd, hd);
+        for (int h = g * group; h < (g + 1) * group; ++h) {
+          const std::size_t o = (static_cast<std::size_t>(r) * heads + h) * hd;
+          double a = 0.0;
+          for (int e = 0; e < hd; ++e) a += static_cast<double>(y[o + e]) * u[e];
+          for (int e = 0; e < hd; ++e) out[o + e] = y[o + e] - static_cast<T>(a) * u[e];
+        }
+      }
+  }
+}
+
+template <class T>
+void CpuOps<T>::xsa_backward(T* dy, T* dv, const T* dout, const T* y, const T* v, int rows, int heads, int kv_heads,
+                             int hd) {
+  const int group = heads / kv_heads;
+#pragma omp parallel
+  {
+    std::vector<T> u(static_cast<std::size_t>(hd));
+    std::vector<double> du(static_cast<std::size_t>(hd));
+#pragma omp for schedule(static)
+    for (int r = 0; r < rows; ++r)
+      for (int g = 0; g < kv_heads; ++g) {
+        const T* vg = v + (static_cast<std::size_t>(r) * kv_heads + g) * hd;
+        const T norm = unit_direction(u.data(), vg, hd);
+        std::fill(du.begin(), du.end(), 0.0);
+        for (int h = g * group; h < (g + 1) * group; ++h) {
+          const std::size_t o = (static_cast<std::size_t>(r) * heads + h) * hd;
+          double a = 0.0, gu = 0.0;  // a = y . u, gu = dout . u
+          for (int e = 0; e < hd; ++e) {
+            a += static_cast<double>(y[o + e]) * u[e];
+            gu += static_cast<double>(dout[o + e]) * u[e];
+          }
+          for (int e = 0; e < hd; ++e) {
+            dy[o + e] = dout[o + e] - static_cast<T>(gu) * u[e];
+            du[e] -= gu * y[o + e] + a * dout[o + e];
+          }
+        }
+        // u = v / max(|v|, 1e-12): project out the radial part when the norm is active.
+        double udu = 0.0;
+        for (int e = 0; e < hd; ++e) udu += du[e] * u[e];
+        const bool clamped = norm <= static_cast<T>(1e-12);
+        T* dvg = dv + (static_cast<std::size_t>(r) * kv_heads + g) * hd;
+        for (int e = 0; e < hd; ++e) dvg[e] += static_cast<T>((clamped ? du[e] : du[e] - u[e] * udu) / norm);
+      }
+  }
+}
+
+// ----- MLP ---------------------------------------------------------------------------------------------
+template <class T>
+void CpuOps<T>::leaky_relu_sq_forward(T* z, const T* h, T slope, std::size_t n) {
+#pragma omp parallel for schedule(static)
+  for (std::size_t i = 0; i < n; ++i) {
+    const T a = h[i] > T(0) ? h[i] : slope * h[i];
+    z[i] = a * a;
+  }
+}
+
+template <class T>
+void CpuOps<T>::leaky_relu_sq_backward(T* dh, const T* dz, const T* h, T slope, std::size_t n) {
+#pragma omp parallel for schedule(static)
+  for (std::size_t i = 0; i < n; ++i) {
+    const bool pos = h[i] > T(0);
+    const T a = pos ? h[i] : slope * h[i];
+    dh[i] = dz[i] * T(2) * a * (pos ? T(1) : slope);
+  }
+}
+
+// ----- head and loss ------------------------------------------------------------------------------------
+template <class T>
+void CpuOps<T>::softcap_ce_forward(T* logits, T* nll, T* loss_sum, const std::int32_t* targets, int n, int vocab,
+                                   T cap) {
+  std::vector<double> row_nll(static_cast<std::size_t>(n));
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < n; ++i) {
+    T* z = logits + static_cast<std::size_t>(i) * vocab;
+    double mx = -INFINITY;
+    for (int c = 0; c < vocab; ++c) {
+      z[c] = cap * std::tanh(z[c] / cap);
+      mx = std::max(mx, static_cast<double>(z[c]));
+    }
+    double sum = 0.0;
+    for (int c = 0; c < vocab; ++c) sum += std::exp(static_cast<double>(z[c]) - mx);
+    row_nll[static_cast<std::size_t>(i)] = mx + std::log(sum) - z[targets[i]];
+  }
+  if (nll != nullptr)
+    for (int i = 0; i < n; ++i) nll[i] = static_cast<T>(row_nll[static_cast<std::size_t>(i)]);
+  *loss_sum = static_cast<T>(scalar_reduce(static_cast<std::size_t>(n), [&](std::size_t i) { return row_nll[i]; }));
+}
+
+template <class T>
+void CpuOps<T>::softcap_ce_backward(T* dz, const T* logits, const std::int32_t* targets, int n, int vocab, T cap,
+                                    T scale) {
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < n; ++i) {
+    const T* z = logits + static_cast<std::size_t>(i) * vocab;
+    T* d = dz + static_cast<std::size_t>(i) * vocab;
+    double mx = -INFINITY;
+    for (int c = 0; c < vocab; ++c) mx = std::max(mx, static_cast<double>(z[c]));
+    double sum = 0.0;
+    for (int c = 0; c < vocab; ++c) sum += std::exp(static_cast<double>(z[c]) - mx);
+    for (int c = 0; c < vocab; ++c) {
+      double p = std::exp(static_cast<double>(z[c]) - mx) / sum;
+      if (c == targets[i]) p -= 1.0;
+      const double t = static_cast<double>(z[c]) / cap;  // tanh(z_pre / cap)
+      d[c] = static_cast<T>(p * scale * (1.0 - t * t));
+    }
+  }
+}
+
+template class CpuOps<float>;
+template class CpuOps<double>;
+
+}  // namespace pgolf::backend

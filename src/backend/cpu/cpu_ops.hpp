@@ -1,0 +1,76 @@
+#pragma once
+// The CPU reference backend: OpenMP loops and OpenBLAS GEMM, in float or double.
+// Every reduction runs over a fixed partition of the data (independent of the thread
+// count) and combines partial sums in a fixed order, in double precision.
+#include "backend/ops.hpp"
+
+namespace pgolf::backend {
+
+// Sets the threads used by OpenMP loops and OpenBLAS (0 = all cores).
+void set_cpu_threads(int threads);
+int cpu_threads();
+
+template <class T>
+class CpuOps final : public Ops<T> {
+ public:
+  std::string name() const override;
+  void* allocate(std::size_t bytes) override;
+  void release(void* p) override;
+  void to_device(void* dst, const void* src, std::size_t bytes) override;
+  void to_host(void* dst, const void* src, std::size_t bytes) override;
+  void copy(void* dst, const void* src, std::size_t bytes) override;
+  void zero(void* p, std::size_t bytes) override;
+  void synchronize() override {}
+
+  void copy_values(T* y, const T* x, std::size_t n) override;
+  void add_into(T* y, const T* x, std::size_t n) override;
+  void embedding_forward(T* out, const std::int32_t* ids, const T* table, int n, int dim) override;
+  void embedding_backward(T* dtable, const std::int32_t* ids, const T* dout, int n, int dim) override;
+  void bigram_hash(std::int32_t* out, const std::int32_t* ids, int batch, int seq, int buckets) override;
+  void matmul_forward(T* y, const T* x, const T* w, int n, int in, int out, bool accumulate) override;
+  void matmul_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, int n, int in, int out,
+                       bool accumulate_dx) override;
+  void rmsnorm_forward(T* y, T* rstd, const T* x, int n, int dim, T multiplier) override;
+  void rmsnorm_backward(T* dx, const T* dy, const T* x, const T* rstd, int n, int dim, T multiplier,
+                        bool accumulate) override;
+  void add_scaled_forward(T* y, const T* x, const T* s1, const T* s2, std::size_t n) override;
+  void add_scaled_backward(T* dx, T* ds1, T* ds2, const T* dy, const T* x, const T* s1, const T* s2, std::size_t n,
+                           bool accumulate_dx) override;
+  void residual_scale_forward(T* out, const T* base, const T* y, const T* scale, int n, int dim) override;
+  void residual_scale_backward(T* dy, T* dscale, const T* dout, const T* y, const T* scale, int n, int dim) override;
+  void resid_mix_forward(T* xin, const T* x, const T* x0, const T* mix, int n, int dim) override;
+  void resid_mix_backward(T* dx, T* dx0, T* dmix, const T* dxin, const T* x, const T* x0, const T* mix, int n,
+                          int dim) override;
+  void smear_forward(T* y, const T* x, const T* gate, int batch, int seq, int dim) override;
+  void smear_backward(T* dx, T* dgate, const T* dy, const T* x, const T* gate, int batch, int seq, int dim) override;
+  void skip_forward(T* x, const T* s, const T* w, const T* gate, int n, int dim) override;
+  void skip_backward(T* dx, T* ds, T* dw, T* dgate, const T* x_before, const T* s, const T* w, const T* gate, int n,
+                     int dim) override;
+  void lane_merge_forward(T* out, const T* a, const T* b, const T* m, std::size_t n) override;
+  void lane_merge_backward(T* da, T* db, T* dm, const T* dout, const T* a, const T* b, const T* m,
+                           std::size_t n) override;
+  void rope_apply(T* x, const T* cos_table, const T* sin_table, int rows, int seq, int heads, int hd, int rope_dims,
+                  bool inverse) override;
+  void head_gain_forward(T* y, const T* x, const T* gain, int rows, int heads, int hd) override;
+  void head_gain_backward(T* dx, T* dgain, const T* dy, const T* x, const T* gain, int rows, int heads,
+                          int hd) override;
+  void attention_forward(T* y, T* lse, const T* q, const T* k, const T* v, int batch, int seq, int heads,
+                         int kv_heads, int hd) override;
+  void attention_backward(T* dq, T* dk, T* dv, const T* dy, const T* q, const T* k, const T* v, const T* y,
+                          const T* lse, int batch, int seq, int heads, int kv_heads, int hd,
+                          bool accumulate_dv) override;
+  void xsa_forward(T* out, const T* y, const T* v, int rows, int heads, int kv_heads, int hd) override;
+  void xsa_backward(T* dy, T* dv, const T* dout, const T* y, const T* v, int rows, int heads, int kv_heads,
+                    int hd) override;
+  void leaky_relu_sq_forward(T* z, const T* h, T slope, std::size_t n) override;
+  void leaky_relu_sq_backward(T* dh, const T* dz, const T* h, T slope, std::size_t n) override;
+  void softcap_ce_forward(T* logits, T* nll, T* loss_sum, const std::int32_t* targets, int n, int vocab,
+                          T cap) override;
+  void softcap_ce_backward(T* dz, const T* logits, const std::int32_t* targets, int n, int vocab, T cap,
+                           T scale) override;
+};
+
+extern template class CpuOps<float>;
+extern template class CpuOps<double>;
+
+}  // namespace pgolf::backend

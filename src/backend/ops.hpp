@@ -1,0 +1,149 @@
+#pragma once
+// The op interface: every computation the model needs, forward and backward, implemented
+// once per backend (CPU reference in backend/cpu, CUDA in backend/cuda). The model
+// orchestration (src/model) is written once against this interface and never touches
+// tensor memory itself.
+//
+// Conventions, for every op:
+// - Element type T is float (training, eval) or double (the CPU gradient-check path).
+// - All tensors are dense, row-major and contiguous; shapes are given as explicit counts.
+//   A "row" is the last dimension: `n` rows of `dim` values. Token ids are int32.
+// - Pointers are device pointers of this backend (host memory on the CPU backend).
+//   Scalar parameters (bigram.scale, lane_merge, ...) are passed as device pointers too.
+// - Gradients: parameter gradients ACCUMULATE (+=), so a block used twice by depth
+//   recurrence sums both uses; activation gradients are WRITTEN (=) by the op that
+//   computes them; an op that says "accumulate" for an activation gradient adds into it
+//   (the residual stream's gradient accumulates along every path that reads the stream).
+// - Outputs never alias inputs unless an op says so.
+// - Ops are deterministic: the same inputs, on the same backend and thread count, give
+//   bit-identical outputs.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace pgolf::backend {
+
+// Device memory and transfers, independent of the element type.
+class Device {
+ public:
+  virtual ~Device() = default;
+  virtual std::string name() const = 0;
+  virtual void* allocate(std::size_t bytes) = 0;  // zero-filled
+  virtual void release(void* p) = 0;
+  virtual void to_device(void* dst, const void* src, std::size_t bytes) = 0;
+  virtual void to_host(void* dst, const void* src, std::size_t bytes) = 0;
+  virtual void copy(void* dst, const void* src, std::size_t bytes) = 0;  // device to device
+  virtual void zero(void* p, std::size_t bytes) = 0;
+  virtual void synchronize() = 0;
+};
+
+template <class T>
+class Ops : public virtual Device {
+ public:
+  // ----- elementwise and reductions ---------------------------------------------------------
+  // y = x (n values)
+  virtual void copy_values(T* y, const T* x, std::size_t n) = 0;
+  // y += x (n values)
+  virtual void add_into(T* y, const T* x, std::size_t n) = 0;
+
+  // ----- embeddings ------------------------------------------------------------------------
+  // out[i, :] = table[ids[i], :]                         (n rows of dim)
+  virtual void embedding_forward(T* out, const std::int32_t* ids, const T* table, int n, int dim) = 0;
+  // dtable[ids[i], :] += dout[i, :]
+  virtual void embedding_backward(T* dtable, const std::int32_t* ids, const T* dout, int n, int dim) = 0;
+  // BigramHash ids for B sequences of T tokens (docs/model.md step 1).
+  virtual void bigram_hash(std::int32_t* out, const std::int32_t* ids, int batch, int seq, int buckets) = 0;
+
+  // ----- matrix products ---------------------------------------------------------------------
+  // y[n, out] (= or +=) x[n, in] @ w[out, in]^T
+  virtual void matmul_forward(T* y, const T* x, const T* w, int n, int in, int out, bool accumulate) = 0;
+  // dx[n, in] (= or += per accumulate_dx; skipped when dx is null) = dy @ w ; dw[out, in] += dy^T @ x
+  virtual void matmul_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, int n, int in, int out,
+                               bool accumulate_dx) = 0;
+
+  // ----- normalisation -----------------------------------------------------------------------
+  // y = multiplier * x / sqrt(mean(x^2) + eps) per row; rstd[i] = 1/sqrt(mean(x_i^2) + eps).
+  virtual void rmsnorm_forward(T* y, T* rstd, const T* x, int n, int dim, T multiplier) = 0;
+  // dx (= or +=) gradient of the above given dy.
+  virtual void rmsnorm_backward(T* dx, const T* dy, const T* x, const T* rstd, int n, int dim, T multiplier,
+                                bool accumulate) = 0;
+
+  // ----- scaled additions ------------------------------------------------------------------------
+  // y += x * s1 * s2 (s1, s2 device scalars; s2 may be null = 1)      (n values)
+  virtual void add_scaled_forward(T* y, const T* x, const T* s1, const T* s2, std::size_t n) = 0;
+  // dx (= or +=) dy * s1 * s2 (skipped when dx is null); ds1 += sum(dy * x) * s2; ds2 += sum(dy * x) * s1
+  virtual void add_scaled_backward(T* dx, T* ds1, T* ds2, const T* dy, const T* x, const T* s1, const T* s2,
+                                   std::size_t n, bool accumulate_dx) = 0;
+  // out = base + scale[c] * y per column c                            (n rows of dim)
+  virtual void residual_scale_forward(T* out, const T* base, const T* y, const T* scale, int n, int dim) = 0;
+  // dy = dout * scale ; dscale[c] += sum_i dout[i, c] * y[i, c]      (the base gradient is dout itself)
+  virtual void residual_scale_backward(T* dy, T* dscale, const T* dout, const T* y, const T* scale, int n, int dim) = 0;
+  // xin = mix[0, c] * x + mix[1, c] * x0                              (mix is 2 x dim)
+  virtual void resid_mix_forward(T* xin, const T* x, const T* x0, const T* mix, int n, int dim) = 0;
+  // dx = dxin * mix[0] ; dx0 += dxin * mix[1] ; dmix[0] += sum dxin * x ; dmix[1] += sum dxin * x0
+  virtual void resid_mix_backward(T* dx, T* dx0, T* dmix, const T* dxin, const T* x, const T* x0, const T* mix,
+                                  int n, int dim) = 0;
+
+  // ----- token mixing ------------------------------------------------------------------------
+  // SmearGate over B sequences of T rows: y[t] = (1-g) x[t] + g x[t-1], g = sigmoid(gate), x[-1] = 0
+  virtual void smear_forward(T* y, const T* x, const T* gate, int batch, int seq, int dim) = 0;
+  // dx = gradient wrt x ; dgate += gradient wrt gate
+  virtual void smear_backward(T* dx, T* dgate, const T* dy, const T* x, const T* gate, int batch, int seq, int dim) = 0;
+
+  // ----- U-Net skips and lanes -------------------------------------------------------------------
+  // In place: x = x + w * s, or with a gate: x = sigmoid(g) * x + (1 - sigmoid(g)) * (w * s).
+  // s must not alias x. The caller keeps a copy of x before the update for the backward.
+  virtual void skip_forward(T* x, const T* s, const T* w, const T* gate, int n, int dim) = 0;
+  // dx: in = gradient wrt the updated x, out = gradient wrt x before the update (in place).
+  // ds (accumulate) ; dw += ; dgate += (gate may be null).
+  virtual void skip_backward(T* dx, T* ds, T* dw, T* dgate, const T* x_before, const T* s, const T* w,
+                             const T* gate, int n, int dim) = 0;
+  // out = m * a + (1 - m) * b with a device scalar m
+  virtual void lane_merge_forward(T* out, const T* a, const T* b, const T* m, std::size_t n) = 0;
+  // da = m * dout ; db = (1 - m) * dout ; dm += sum dout * (a - b)
+  virtual void lane_merge_backward(T* da, T* db, T* dm, const T* dout, const T* a, const T* b, const T* m,
+                                   std::size_t n) = 0;
+
+  // ----- attention -----------------------------------------------------------------------------
+  // Partial RoPE in place on `rows` rows of `heads` x hd; row r is position t = r % seq.
+  // cos_table and sin_table hold cos/sin(t * inv_freq[j]) at [t * rope_dims/2 + j].
+  // `inverse` applies the transposed rotation, which is the backward of the forward.
+  virtual void rope_apply(T* x, const T* cos_table, const T* sin_table, int rows, int seq, int heads, int hd,
+                          int rope_dims, bool inverse) = 0;
+  // y = x * gain[h] per head (rows x heads x hd)
+  virtual void head_gain_forward(T* y, const T* x, const T* gain, int rows, int heads, int hd) = 0;
+  // dx = dy * gain[h] ; dgain[h] += sum dy * x
+  virtual void head_gain_backward(T* dx, T* dgain, const T* dy, const T* x, const T* gain, int rows, int heads,
+                                  int hd) = 0;
+  // Causal GQA attention over B sequences of T: q (B*T x H x hd), k and v (B*T x Hkv x hd),
+  // y (B*T x H x hd), lse (B x H x T) = log-sum-exp of each softmax row (saved for backward).
+  virtual void attention_forward(T* y, T* lse, const T* q, const T* k, const T* v, int batch, int seq, int heads,
+                                 int kv_heads, int hd) = 0;
+  // dq = ; dk = ; dv (= or += per accumulate_dv) gradients given dy, the forward inputs, y and lse.
+  virtual void attention_backward(T* dq, T* dk, T* dv, const T* dy, const T* q, const T* k, const T* v, const T* y,
+                                  const T* lse, int batch, int seq, int heads, int kv_heads, int hd,
+                                  bool accumulate_dv) = 0;
+  // XSA: out_h = y_h - (y_h . vhat_g) vhat_g, vhat = v / max(|v|, 1e-12) per row and KV head
+  virtual void xsa_forward(T* out, const T* y, const T* v, int rows, int heads, int kv_heads, int hd) = 0;
+  // dy = ; dv += (accumulate)
+  virtual void xsa_backward(T* dy, T* dv, const T* dout, const T* y, const T* v, int rows, int heads, int kv_heads,
+                            int hd) = 0;
+
+  // ----- MLP ----------------------------------------------------------------------------------
+  // z = leaky_relu(h, slope)^2
+  virtual void leaky_relu_sq_forward(T* z, const T* h, T slope, std::size_t n) = 0;
+  // dh = dz * d/dh
+  virtual void leaky_relu_sq_backward(T* dh, const T* dz, const T* h, T slope, std::size_t n) = 0;
+
+  // ----- head and loss ----------------------------------------------------------------------
+  // In place on z (n x vocab): logits = cap * tanh(z / cap). Then per row the NLL of the
+  // target: nll[i] = logsumexp(logits_i) - logits_i[target_i] (nll may be null), and
+  // *loss_sum (device scalar) = sum of nll (float64-quality summation in a fixed order).
+  virtual void softcap_ce_forward(T* logits, T* nll, T* loss_sum, const std::int32_t* targets, int n, int vocab,
+                                  T cap) = 0;
+  // dz (n x vocab) = d(scale * sum nll)/dz from the softcapped logits (scale is 1/n for a mean).
+  virtual void softcap_ce_backward(T* dz, const T* logits, const std::int32_t* targets, int n, int vocab, T cap,
+                                   T scale) = 0;
+};
+
+}  // namespace pgolf::backend

@@ -1,0 +1,576 @@
+#include "model/model.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <type_traits>
+
+#include "common/error.hpp"
+#include "common/strings.hpp"
+
+namespace pgolf::model {
+
+// ----- arena -----------------------------------------------------------------------------------
+void Arena::add_entry(std::string name, std::size_t bytes, std::function<void(std::byte*, std::size_t)> bind) {
+  const std::size_t aligned = (bytes + 63) / 64 * 64;  // every buffer starts on a cache line
+  entries_.push_back(Entry{std::move(name), bytes, total_, std::move(bind)});
+  total_ += aligned;
+}
+
+void Arena::allocate(backend::Device& device) {
+  base_ = static_cast<std::byte*>(device.allocate(total_));
+  for (const auto& e : entries_) e.bind(base_, e.offset);
+}
+
+void Arena::release(backend::Device& device) {
+  if (base_ != nullptr) device.release(base_);
+  base_ = nullptr;
+}
+
+void Arena::print(std::FILE* out, bool detailed) const {
+  std::fprintf(out, "activation arena: %zu buffers, %s\n", entries_.size(), human_bytes(total_).c_str());
+  if (!detailed) {
+    // One line per kind of buffer ("step*.attn.q" summed over steps).
+    std::map<std::string, std::pair<std::size_t, std::size_t>> kinds;
+    std::vector<std::string> order;
+    for (const auto& e : entries_) {
+      std::string kind = e.name;
+      if (kind.rfind("step", 0) == 0) kind = "step*" + kind.substr(kind.find('.'));
+      if (!kinds.count(kind)) order.push_back(kind);
+      kinds[kind].first += 1;
+      kinds[kind].second += e.bytes;
+    }
+    for (const auto& k : order)
+      std::fprintf(out, "  %-22s x%-3zu %s\n", k.c_str(), kinds[k].first, human_bytes(kinds[k].second).c_str());
+    return;
+  }
+  for (const auto& e : entries_)
+    std::fprintf(out, "  %-28s %12s at %s\n", e.name.c_str(), human_bytes(e.bytes).c_str(), with_commas(e.offset).c_str());
+}
+
+// ----- schedule ------------------------------------------------------------------------------------
+std::vector<Step> layer_schedule(const config::ModelConfig& m, bool recurrence_active) {
+  const int L = static_cast<int>(m.num_layers);
+  std::vector<int> layers;
+  if (recurrence_active && !m.recurrence.virtual_layers.empty()) {
+    for (auto v : m.recurrence.virtual_layers) layers.push_back(static_cast<int>(v));
+  } else {
+    for (int i = 0; i < L; ++i) layers.push_back(i);
+  }
+  const int n = static_cast<int>(layers.size()), n_enc = n / 2, n_skip = std::min(L / 2, L - L / 2);
+  const bool clamp = m.recurrence.skip_policy == config::RecurrenceSkip::clamp;
+  const int split_layer = static_cast<int>(m.parallel_residual.start_layer);
+  std::vector<Step> steps;
+  int stack = 0;  // entries currently on the skip stack (slots 0 .. stack-1)
+  bool split = false;
+  for (int j = 0; j < n; ++j) {
+    Step s;
+    s.layer = layers[static_cast<std::size_t>(j)];
+    if (j < n_enc) {
+      s.encoder = true;
+      s.push_slot = stack++;
+    } else {
+      const int dj = j - n_enc;
+      if (stack > 0 && n_skip > 0 && (clamp || dj < n_skip)) {
+        s.skip_source = --stack;
+        s.skip_weight = std::min(dj, n_skip - 1);
+      }
+      if (!split && split_layer >= 0 && s.layer >= split_layer) {
+        split = true;
+        s.split_here = true;
+      }
+      s.parallel = split;
+    }
+    steps.push_back(s);
+  }
+  return steps;
+}
+
+// ----- model ------------------------------------------------------------------------------------------
+template <class T>
+Model<T>::Model(const config::ModelConfig& cfg, backend::Ops<T>& ops, int max_batch, int max_seq)
+    : cfg_(cfg), ops_(ops), table_(cfg), max_batch_(max_batch), max_seq_(max_seq) {
+  if (max_seq > cfg.seq_len)
+    fail(ErrorKind::internal, "model: max_seq ", max_seq, " exceeds model.seq_len ", cfg.seq_len);
+  max_steps_ = static_cast<int>(std::max<std::size_t>(layer_schedule(cfg, false).size(),
+                                                      layer_schedule(cfg, true).size()));
+  for (bool rec : {false, true})
+    for (const auto& s : layer_schedule(cfg, rec)) max_enc_ = std::max(max_enc_, s.push_slot + 1);
+  schedule_ = layer_schedule(cfg, false);
+  params_ = static_cast<T*>(ops_.allocate(table_.total() * sizeof(T)));
+  grads_ = static_cast<T*>(ops_.allocate(table_.total() * sizeof(T)));
+
+  // RoPE tables for positions 0 .. seq_len-1 with the (possibly scaled) base, in double.
+  const int r = static_cast<int>(cfg.rope.dims), half = r / 2;
+  const auto T_cfg = static_cast<double>(cfg.seq_len), T_rope = static_cast<double>(cfg.rope.train_len);
+  double base = cfg.rope.base;
+  if (r > 0 && T_cfg > T_rope) base *= std::pow(T_cfg / T_rope, static_cast<double>(r) / (r - 2));
+  std::vector<T> cos_t(static_cast<std::size_t>(cfg.seq_len) * std::max(half, 1)),
+      sin_t(static_cast<std::size_t>(cfg.seq_len) * std::max(half, 1));
+  for (std::int64_t t = 0; t < cfg.seq_len; ++t)
+    for (int j = 0; j < half; ++j) {
+      const double inv_freq = std::pow(base, -2.0 * j / r);
+      const double theta = static_cast<double>(t) * inv_freq;
+      cos_t[static_cast<std::size_t>(t) * half + j] = static_cast<T>(std::cos(theta));
+      sin_t[static_cast<std::size_t>(t) * half + j] = static_cast<T>(std::sin(theta));
+    }
+  rope_cos_ = static_cast<T*>(ops_.allocate(cos_t.size() * sizeof(T)));
+  rope_sin_ = static_cast<T*>(ops_.allocate(sin_t.size() * sizeof(T)));
+  ops_.to_device(rope_cos_, cos_t.data(), cos_t.size() * sizeof(T));
+  ops_.to_device(rope_sin_, sin_t.data(), sin_t.size() * sizeof(T));
+  loss_sum_ = static_cast<T*>(ops_.allocate(sizeof(T)));
+  build_arena();
+  arena_.allocate(ops_);
+}
+
+template <class T>
+Model<T>::~Model() {
+  arena_.release(ops_);
+  for (T* p : {params_, grads_, rope_cos_, rope_sin_, loss_sum_}) ops_.release(p);
+}
+
+template <class T>
+void Model<T>::build_arena() {
+  const auto N = static_cast<std::size_t>(max_batch_) * max_seq_;
+  const auto d = static_cast<std::size_t>(cfg_.model_dim), H = static_cast<std::size_t>(cfg_.num_heads),
+             Hkv = static_cast<std::size_t>(cfg_.num_kv_heads), hd = static_cast<std::size_t>(cfg_.head_dim()),
+             kvd = Hkv * hd, f = static_cast<std::size_t>(cfg_.mlp_hidden()), V = static_cast<std::size_t>(cfg_.vocab_size);
+  Arena& a = arena_;
+  a.add(ids_, "ids", N);
+  a.add(targets_, "targets", N);
+  a.add(e_raw_, "embed.raw", N * d);
+  if (cfg_.bigram.enabled) {
+    a.add(bigram_ids_, "bigram.ids", N);
+    a.add(bigram_emb_, "bigram.embed", N * static_cast<std::size_t>(cfg_.bigram.dim));
+    a.add(bigram_proj_, "bigram.proj", N * d);
+  }
+  a.add(e_norm_, "embed.norm", N * d);
+  a.add(rstd_e_, "embed.rstd", N);
+  a.add(x0_, "x0", N * d);
+  if (cfg_.value_embed.enabled) {
+    a.add(ve_emb_, "ve.embed", N * static_cast<std::size_t>(cfg_.value_embed.dim));
+    a.add(ve_base_, "ve.base", N * kvd);
+  }
+  steps_.resize(static_cast<std::size_t>(max_steps_));
+  for (int j = 0; j < max_steps_; ++j) {
+    StepActs& s = steps_[static_cast<std::size_t>(j)];
+    const std::string p = cat("step", j, ".");
+    AttnActs& t = s.attn;
+    a.add(t.xin, p + "attn.xin", N * d);
+    a.add(t.u, p + "attn.u", N * d);
+    a.add(t.rstd, p + "attn.rstd", N);
+    a.add(t.q, p + "attn.q", N * d);
+    a.add(t.rstd_q, p + "attn.rstd_q", N * H);
+    a.add(t.k, p + "attn.k", N * kvd);
+    a.add(t.rstd_k, p + "attn.rstd_k", N * Hkv);
+    a.add(t.v, p + "attn.v", N * kvd);
+    a.add(t.qr, p + "attn.q_rope", N * d);
+    a.add(t.qg, p + "attn.q_gain", N * d);
+    a.add(t.kr, p + "attn.k_rope", N * kvd);
+    a.add(t.y, p + "attn.y", N * d);
+    a.add(t.lse, p + "attn.lse", N * H);
+    a.add(t.yx, p + "attn.y_xsa", N * d);
+    a.add(t.a, p + "attn.proj", N * d);
+    a.add(t.out, p + "attn.out", N * d);
+    MlpActs& m = s.mlp;
+    a.add(m.u, p + "mlp.u", N * d);
+    a.add(m.rstd, p + "mlp.rstd", N);
+    a.add(m.h, p + "mlp.h", N * f);
+    a.add(m.z, p + "mlp.z", N * f);
+    a.add(m.m, p + "mlp.proj", N * d);
+    a.add(m.out, p + "mlp.out", N * d);
+    a.add(s.skip_out, p + "skip.out", N * d);
+    a.add(s.skip_out_b, p + "skip.out_lane1", N * d);
+  }
+  enc_out_.assign(static_cast<std::size_t>(max_enc_), nullptr);
+  if (cfg_.parallel_residual.start_layer >= 0) a.add(x_final_, "x_final", N * d);
+  a.add(h_final_, "head.norm", N * d);
+  a.add(rstd_final_, "head.rstd", N);
+  a.add(logits_, "head.logits", N * V);
+  a.add(nll_, "head.nll", N);
+  // Gradient scratch, reused by every step of the backward pass.
+  a.add(g_.stream, "grad.stream", N * d);
+  a.add(g_.lane1, "grad.lane1", N * d);
+  a.add(g_.x0, "grad.x0", N * d);
+  a.add(g_.xin, "grad.xin", N * d);
+  a.add(g_.du, "grad.u", N * d);
+  a.add(g_.dq, "grad.q", N * d);
+  a.add(g_.dk, "grad.k", N * kvd);
+  a.add(g_.dv, "grad.v", N * kvd);
+  a.add(g_.dqr, "grad.q_rope", N * d);
+  a.add(g_.dkr, "grad.k_rope", N * kvd);
+  a.add(g_.dy, "grad.y", N * d);
+  a.add(g_.dyx, "grad.y_xsa", N * d);
+  a.add(g_.da, "grad.proj", N * d);
+  a.add(g_.dh, "grad.mlp_h", N * f);
+  a.add(g_.dz, "grad.mlp_z", N * f);
+  a.add(g_.dlogits, "grad.logits", N * V);
+  a.add(g_.scratch, "grad.scratch", N * std::max({d, static_cast<std::size_t>(cfg_.bigram.dim),
+                                                   static_cast<std::size_t>(cfg_.value_embed.dim)}));
+  if (cfg_.value_embed.enabled) a.add(g_.ve, "grad.ve_base", N * kvd);
+  g_.enc.assign(static_cast<std::size_t>(max_enc_), nullptr);
+  for (int k = 0; k < max_enc_; ++k) a.add(g_.enc[static_cast<std::size_t>(k)], cat("grad.skip", k), N * d);
+}
+
+template <class T>
+void Model<T>::print_layout(std::FILE* out, bool detailed) const {
+  table_.print(out);
+  arena_.print(out, detailed);
+}
+
+template <class T>
+void Model<T>::set_params(const std::vector<float>& host) {
+  if (host.size() != table_.total()) fail(ErrorKind::internal, "set_params: wrong size");
+  if constexpr (std::is_same_v<T, float>) {
+    ops_.to_device(params_, host.data(), host.size() * sizeof(T));
+  } else {
+    std::vector<T> v(host.begin(), host.end());
+    ops_.to_device(params_, v.data(), v.size() * sizeof(T));
+  }
+}
+
+template <class T>
+void Model<T>::set_params(const std::vector<double>& host) {
+  if (host.size() != table_.total()) fail(ErrorKind::internal, "set_params: wrong size");
+  std::vector<T> v(host.begin(), host.end());
+  ops_.to_device(params_, v.data(), v.size() * sizeof(T));
+}
+
+template <class T>
+std::vector<T> Model<T>::params_host() const {
+  std::vector<T> v(table_.total());
+  ops_.to_host(v.data(), params_, v.size() * sizeof(T));
+  return v;
+}
+
+template <class T>
+std::vector<T> Model<T>::grads_host() const {
+  std::vector<T> v(table_.total());
+  ops_.to_host(v.data(), grads_, v.size() * sizeof(T));
+  return v;
+}
+
+template <class T>
+void Model<T>::zero_grads() {
+  ops_.zero(grads_, table_.total() * sizeof(T));
+}
+
+template <class T>
+void Model<T>::set_recurrence_active(bool active) {
+  recurrence_active_ = active;
+  schedule_ = layer_schedule(cfg_, active);
+}
+
+template <class T>
+const T* Model<T>::block_param(int layer, const char* suffix) const {
+  return param(cat("blocks.", layer, ".", suffix));
+}
+
+template <class T>
+T* Model<T>::block_grad(int layer, const char* suffix) {
+  return grad(cat("blocks.", layer, ".", suffix));
+}
+
+template <class T>
+T Model<T>::layer_multiplier(int layer) const {
+  return cfg_.ln_scale ? static_cast<T>(1.0 / std::sqrt(static_cast<double>(layer) + 1.0)) : T(1);
+}
+
+template <class T>
+int Model<T>::ve_index(int layer) const {
+  if (!cfg_.value_embed.enabled) return -1;
+  const auto& ls = cfg_.value_embed.layers;
+  for (std::size_t k = 0; k < ls.size(); ++k)
+    if (ls[k] == layer) return static_cast<int>(k);
+  return -1;
+}
+
+template <class T>
+bool Model<T>::has_xsa(int layer) const {
+  return layer >= cfg_.num_layers - cfg_.xsa_last_n;
+}
+
+template <class T>
+void Model<T>::attention_forward(StepActs& s, int layer, const T* stream_in) {
+  const int N = batch_ * seq_, d = static_cast<int>(cfg_.model_dim), H = static_cast<int>(cfg_.num_heads),
+            Hkv = static_cast<int>(cfg_.num_kv_heads), hd = static_cast<int>(cfg_.head_dim()), kvd = Hkv * hd;
+  AttnActs& a = s.attn;
+  ops_.resid_mix_forward(a.xin, stream_in, x0_, block_param(layer, "resid_mix"), N, d);
+  ops_.rmsnorm_forward(a.u, a.rstd, a.xin, N, d, layer_multiplier(layer));
+  ops_.matmul_forward(a.q, a.u, block_param(layer, "attn.c_q.weight"), N, d, d, false);
+  ops_.matmul_forward(a.k, a.u, block_param(layer, "attn.c_k.weight"), N, d, kvd, false);
+  ops_.matmul_forward(a.v, a.u, block_param(layer, "attn.c_v.weight"), N, d, kvd, false);
+  if (int k = ve_index(layer); k >= 0)
+    ops_.add_scaled_forward(a.v, ve_base_, param("ve_shared.scale"), param(cat("ve_layer_scales.", k)),
+                            static_cast<std::size_t>(N) * kvd);
+  ops_.rmsnorm_forward(a.qr, a.rstd_q, a.q, N * H, hd, T(1));
+  ops_.rmsnorm_forward(a.kr, a.rstd_k, a.k, N * Hkv, hd, T(1));
+  const int r = static_cast<int>(cfg_.rope.dims);
+  ops_.rope_apply(a.qr, rope_cos_, rope_sin_, N, seq_, H, hd, r, false);
+  ops_.rope_apply(a.kr, rope_cos_, rope_sin_, N, seq_, Hkv, hd, r, false);
+  ops_.head_gain_forward(a.qg, a.qr, block_param(layer, "attn.q_gain"), N, H, hd);
+  ops_.attention_forward(a.y, a.lse, a.qg, a.kr, a.v, batch_, seq_, H, Hkv, hd);
+  const T* yx = a.y;
+  if (has_xsa(layer)) {
+    ops_.xsa_forward(a.yx, a.y, a.v, N, H, Hkv, hd);
+    yx = a.yx;
+  }
+  ops_.matmul_forward(a.a, yx, block_param(layer, "attn.proj.weight"), N, d, d, false);
+  ops_.residual_scale_forward(a.out, a.xin, a.a, block_param(layer, "attn_scale"), N, d);
+}
+
+template <class T>
+void Model<T>::mlp_forward(StepActs& s, int layer, const T* stream_in) {
+  const int N = batch_ * seq_, d = static_cast<int>(cfg_.model_dim), f = static_cast<int>(cfg_.mlp_hidden());
+  MlpActs& m = s.mlp;
+  ops_.rmsnorm_forward(m.u, m.rstd, stream_in, N, d, layer_multiplier(layer));
+  ops_.matmul_forward(m.h, m.u, block_param(layer, "mlp.fc.weight"), N, d, f, false);
+  ops_.leaky_relu_sq_forward(m.z, m.h, static_cast<T>(cfg_.leaky_relu_slope), static_cast<std::size_t>(N) * f);
+  ops_.matmul_forward(m.m, m.z, block_param(layer, "mlp.proj.weight"), N, f, d, false);
+  ops_.residual_scale_forward(m.out, stream_in, m.m, block_param(layer, "mlp_scale"), N, d);
+}
+
+template <class T>
+double Model<T>::forward(const std::int32_t* ids, const std::int32_t* targets, int batch, int seq, T* nll) {
+  if (batch < 1 || batch > max_batch_ || seq < 1 || seq > max_seq_)
+    fail(ErrorKind::internal, "model: batch ", batch, " x ", seq, " exceeds the arena (", max_batch_, " x ", max_seq_, ")");
+  batch_ = batch;
+  seq_ = seq;
+  const int N = batch * seq, d = static_cast<int>(cfg_.model_dim), V = static_cast<int>(cfg_.vocab_size);
+  const auto Nd = static_cast<std::size_t>(N) * d;
+  for (int i = 0; i < N; ++i)
+    if (ids[i] < 0 || ids[i] >= V || targets[i] < 0 || targets[i] >= V)
+      fail(ErrorKind::data, "model input: token id out of range [0, ", V, ") at position ", i);
+  ops_.to_device(ids_, ids, static_cast<std::size_t>(N) * sizeof(std::int32_t));
+  ops_.to_device(targets_, targets, static_cast<std::size_t>(N) * sizeof(std::int32_t));
+
+  // Embedding, BigramHash, norm, SmearGate (docs/model.md steps 1-4).
+  ops_.embedding_forward(e_raw_, ids_, param("tok_emb.weight"), N, d);
+  if (cfg_.bigram.enabled) {
+    const int db = static_cast<int>(cfg_.bigram.dim);
+    ops_.bigram_hash(bigram_ids_, ids_, batch, seq, static_cast<int>(cfg_.bigram.vocab_size));
+    ops_.embedding_forward(bigram_emb_, bigram_ids_, param("bigram.embed.weight"), N, db);
+    ops_.matmul_forward(bigram_proj_, bigram_emb_, param("bigram.proj.weight"), N, db, d, false);
+    ops_.add_scaled_forward(e_raw_, bigram_proj_, param("bigram.scale"), nullptr, Nd);
+  }
+  ops_.rmsnorm_forward(e_norm_, rstd_e_, e_raw_, N, d, T(1));
+  if (cfg_.smear_gate) {
+    ops_.smear_forward(x0_, e_norm_, param("smear.gate"), batch, seq, d);
+  } else {
+    ops_.copy_values(x0_, e_norm_, Nd);
+  }
+  if (cfg_.value_embed.enabled) {
+    const int dve = static_cast<int>(cfg_.value_embed.dim);
+    const int kvd = static_cast<int>(cfg_.num_kv_heads * cfg_.head_dim());
+    ops_.embedding_forward(ve_emb_, ids_, param("ve_shared.embed.weight"), N, dve);
+    ops_.matmul_forward(ve_base_, ve_emb_, param("ve_shared.proj.weight"), N, dve, kvd, false);
+  }
+
+  // Blocks with U-Net skips and, optionally, parallel lanes (steps 5-9).
+  const T* x = x0_;
+  const T* lane1 = nullptr;
+  const bool has_skips = table_.find("skip_weights") != nullptr;
+  const T* skip_w = has_skips ? param("skip_weights") : nullptr;
+  const T* skip_g = has_skips && cfg_.sigmoid_skip_gates ? param("skip_gates") : nullptr;
+  const bool both_lanes = cfg_.parallel_residual.skip_policy == config::ParallelSkip::both_lanes;
+  for (std::size_t j = 0; j < schedule_.size(); ++j) {
+    const Step& st = schedule_[j];
+    StepActs& s = steps_[j];
+    s.pre_skip = x;
+    s.pre_skip_lane1 = lane1;
+    if (st.skip_source >= 0) {
+      const T* src = enc_out_[static_cast<std::size_t>(st.skip_source)];
+      const T* w = skip_w + static_cast<std::size_t>(st.skip_weight) * d;
+      const T* g = skip_g != nullptr ? skip_g + static_cast<std::size_t>(st.skip_weight) * d : nullptr;
+      const bool on_x = !st.parallel || st.split_here;
+      if (on_x || both_lanes) {
+        ops_.copy_values(s.skip_out, x, Nd);
+        ops_.skip_forward(s.skip_out, src, w, g, N, d);
+        x = s.skip_out;
+      }
+      if (!on_x && both_lanes) {
+        ops_.copy_values(s.skip_out_b, lane1, Nd);
+        ops_.skip_forward(s.skip_out_b, src, w, g, N, d);
+        lane1 = s.skip_out_b;
+      }  // dead_x ([record quirk] #1334): after the split the skip goes into the abandoned x
+    }
+    if (st.split_here) lane1 = x;
+    s.attn_in = x;
+    attention_forward(s, st.layer, x);
+    s.mlp_in = st.parallel ? lane1 : s.attn.out;
+    mlp_forward(s, st.layer, s.mlp_in);
+    if (st.parallel) {
+      x = s.attn.out;
+      lane1 = s.mlp.out;
+    } else {
+      x = s.mlp.out;
+    }
+    if (st.encoder) enc_out_[static_cast<std::size_t>(st.push_slot)] = x;
+  }
+  if (lane1 != nullptr) {
+    lane0_final_ = x;
+    lane1_final_ = lane1;
+    ops_.lane_merge_forward(x_final_, x, lane1, param("lane_merge"), Nd);
+    x = x_final_;
+  } else {
+    lane0_final_ = lane1_final_ = nullptr;
+  }
+  stream_final_ = x;
+
+  // Head and loss (steps 10-11).
+  ops_.rmsnorm_forward(h_final_, rstd_final_, x, N, d, T(1));
+  const T* w_head = cfg_.tie_embeddings ? param("tok_emb.weight") : param("lm_head.weight");
+  ops_.matmul_forward(logits_, h_final_, w_head, N, d, V, false);
+  ops_.softcap_ce_forward(logits_, nll_, loss_sum_, targets_, N, V, static_cast<T>(cfg_.logit_softcap));
+  T loss_sum{};
+  ops_.to_host(&loss_sum, loss_sum_, sizeof(T));
+  if (nll != nullptr) ops_.to_host(nll, nll_, static_cast<std::size_t>(N) * sizeof(T));
+  have_forward_ = true;
+  return static_cast<double>(loss_sum) / N;
+}
+
+template <class T>
+void Model<T>::attention_backward(StepActs& s, int layer, const T* stream_in, T* dout, T* dstream_in) {
+  const int N = batch_ * seq_, d = static_cast<int>(cfg_.model_dim), H = static_cast<int>(cfg_.num_heads),
+            Hkv = static_cast<int>(cfg_.num_kv_heads), hd = static_cast<int>(cfg_.head_dim()), kvd = Hkv * hd;
+  const auto Nd = static_cast<std::size_t>(N) * d;
+  AttnActs& a = s.attn;
+  ops_.residual_scale_backward(g_.da, block_grad(layer, "attn_scale"), dout, a.a, block_param(layer, "attn_scale"), N, d);
+  ops_.copy_values(g_.xin, dout, Nd);  // the residual path: out = xin + ...
+  const bool xsa = has_xsa(layer);
+  const T* yx = xsa ? a.yx : a.y;
+  ops_.matmul_backward(g_.dyx, block_grad(layer, "attn.proj.weight"), g_.da, yx, block_param(layer, "attn.proj.weight"),
+                       N, d, d, false);
+  const T* dy = g_.dyx;
+  if (xsa) {
+    ops_.zero(g_.dv, static_cast<std::size_t>(N) * kvd * sizeof(T));
+    ops_.xsa_backward(g_.dy, g_.dv, g_.dyx, a.y, a.v, N, H, Hkv, hd);
+    dy = g_.dy;
+  }
+  ops_.attention_backward(g_.dq, g_.dkr, g_.dv, dy, a.qg, a.kr, a.v, a.y, a.lse, batch_, seq_, H, Hkv, hd, xsa);
+  ops_.head_gain_backward(g_.dqr, block_grad(layer, "attn.q_gain"), g_.dq, a.qr, block_param(layer, "attn.q_gain"), N,
+                          H, hd);
+  const int r = static_cast<int>(cfg_.rope.dims);
+  ops_.rope_apply(g_.dqr, rope_cos_, rope_sin_, N, seq_, H, hd, r, true);
+  ops_.rope_apply(g_.dkr, rope_cos_, rope_sin_, N, seq_, Hkv, hd, r, true);
+  ops_.rmsnorm_backward(g_.dq, g_.dqr, a.q, a.rstd_q, N * H, hd, T(1), false);
+  ops_.rmsnorm_backward(g_.dk, g_.dkr, a.k, a.rstd_k, N * Hkv, hd, T(1), false);
+  if (int k = ve_index(layer); k >= 0) {
+    const std::string ls = cat("ve_layer_scales.", k);
+    ops_.add_scaled_backward(g_.ve, grad("ve_shared.scale"), grad(ls), g_.dv, ve_base_, param("ve_shared.scale"),
+                             param(ls), static_cast<std::size_t>(N) * kvd, true);
+  }
+  ops_.matmul_backward(g_.du, block_grad(layer, "attn.c_q.weight"), g_.dq, a.u, block_param(layer, "attn.c_q.weight"), N,
+                       d, d, false);
+  ops_.matmul_backward(g_.du, block_grad(layer, "attn.c_k.weight"), g_.dk, a.u, block_param(layer, "attn.c_k.weight"), N,
+                       d, kvd, true);
+  ops_.matmul_backward(g_.du, block_grad(layer, "attn.c_v.weight"), g_.dv, a.u, block_param(layer, "attn.c_v.weight"), N,
+                       d, kvd, true);
+  ops_.rmsnorm_backward(g_.xin, g_.du, a.xin, a.rstd, N, d, layer_multiplier(layer), true);
+  ops_.resid_mix_backward(dstream_in, g_.x0, block_grad(layer, "resid_mix"), g_.xin, stream_in, x0_,
+                          block_param(layer, "resid_mix"), N, d);
+}
+
+template <class T>
+void Model<T>::mlp_backward(StepActs& s, int layer, const T* stream_in, T* dout) {
+  const int N = batch_ * seq_, d = static_cast<int>(cfg_.model_dim), f = static_cast<int>(cfg_.mlp_hidden());
+  MlpActs& m = s.mlp;
+  ops_.residual_scale_backward(g_.da, block_grad(layer, "mlp_scale"), dout, m.m, block_param(layer, "mlp_scale"), N, d);
+  ops_.matmul_backward(g_.dz, block_grad(layer, "mlp.proj.weight"), g_.da, m.z, block_param(layer, "mlp.proj.weight"),
+                       N, f, d, false);
+  ops_.leaky_relu_sq_backward(g_.dh, g_.dz, m.h, static_cast<T>(cfg_.leaky_relu_slope), static_cast<std::size_t>(N) * f);
+  ops_.matmul_backward(g_.du, block_grad(layer, "mlp.fc.weight"), g_.dh, m.u, block_param(layer, "mlp.fc.weight"), N, d,
+                       f, false);
+  // out = stream_in + ..., so dout already holds the residual part of d(stream_in).
+  ops_.rmsnorm_backward(dout, g_.du, stream_in, m.rstd, N, d, layer_multiplier(layer), true);
+}
+
+template <class T>
+void Model<T>::backward() {
+  if (!have_forward_) fail(ErrorKind::internal, "model: backward() without a forward()");
+  const int N = batch_ * seq_, d = static_cast<int>(cfg_.model_dim), V = static_cast<int>(cfg_.vocab_size);
+  const auto Nd = static_cast<std::size_t>(N) * d;
+
+  // Head.
+  ops_.softcap_ce_backward(g_.dlogits, logits_, targets_, N, V, static_cast<T>(cfg_.logit_softcap),
+                           static_cast<T>(1.0 / N));
+  const bool tied = cfg_.tie_embeddings;
+  ops_.matmul_backward(g_.scratch, tied ? grad("tok_emb.weight") : grad("lm_head.weight"), g_.dlogits, h_final_,
+                       tied ? param("tok_emb.weight") : param("lm_head.weight"), N, d, V, false);
+  const bool lanes = lane1_final_ != nullptr;
+  ops_.rmsnorm_backward(lanes ? g_.xin : g_.stream, g_.scratch, stream_final_, rstd_final_, N, d, T(1), false);
+  if (lanes)
+    ops_.lane_merge_backward(g_.stream, g_.lane1, grad("lane_merge"), g_.xin, lane0_final_, lane1_final_,
+                             param("lane_merge"), Nd);
+
+  ops_.zero(g_.x0, Nd * sizeof(T));
+  for (T* e : g_.enc) ops_.zero(e, Nd * sizeof(T));
+  if (cfg_.value_embed.enabled)
+    ops_.zero(g_.ve, static_cast<std::size_t>(N) * cfg_.num_kv_heads * cfg_.head_dim() * sizeof(T));
+
+  const bool has_skips = table_.find("skip_weights") != nullptr;
+  T* skip_dw = has_skips ? grad("skip_weights") : nullptr;
+  T* skip_dg = has_skips && cfg_.sigmoid_skip_gates ? grad("skip_gates") : nullptr;
+  const T* skip_w = has_skips ? param("skip_weights") : nullptr;
+  const T* skip_g = skip_dg != nullptr ? param("skip_gates") : nullptr;
+  const bool both_lanes = cfg_.parallel_residual.skip_policy == config::ParallelSkip::both_lanes;
+
+  // Walk the schedule backwards; g_.stream holds d(x or lane0), g_.lane1 d(lane1).
+  for (std::size_t jj = schedule_.size(); jj-- > 0;) {
+    const Step& st = schedule_[jj];
+    StepActs& s = steps_[jj];
+    if (st.encoder) ops_.add_into(g_.stream, g_.enc[static_cast<std::size_t>(st.push_slot)], Nd);
+    mlp_backward(s, st.layer, s.mlp_in, st.parallel ? g_.lane1 : g_.stream);
+    attention_backward(s, st.layer, s.attn_in, g_.stream, g_.stream);
+    if (st.split_here) ops_.add_into(g_.stream, g_.lane1, Nd);  // lane0 = lane1 = x
+    if (st.skip_source >= 0) {
+      const auto row = static_cast<std::size_t>(st.skip_weight) * d;
+      const T* src = enc_out_[static_cast<std::size_t>(st.skip_source)];
+      T* dsrc = g_.enc[static_cast<std::size_t>(st.skip_source)];
+      const T* g_row = skip_g != nullptr ? skip_g + row : nullptr;
+      T* dg_row = skip_dg != nullptr ? skip_dg + row : nullptr;
+      const bool on_x = !st.parallel || st.split_here;
+      if (on_x || both_lanes)
+        ops_.skip_backward(g_.stream, dsrc, skip_dw + row, dg_row, s.pre_skip, src, skip_w + row, g_row, N, d);
+      if (!on_x && both_lanes)
+        ops_.skip_backward(g_.lane1, dsrc, skip_dw + row, dg_row, s.pre_skip_lane1, src, skip_w + row, g_row, N, d);
+    }
+  }
+
+  // Embeddings: the stream started as x0, which every resid_mix also read.
+  ops_.add_into(g_.stream, g_.x0, Nd);
+  const T* de_norm = g_.stream;
+  if (cfg_.smear_gate) {
+    ops_.smear_backward(g_.scratch, grad("smear.gate"), g_.stream, e_norm_, param("smear.gate"), batch_, seq_, d);
+    de_norm = g_.scratch;
+  }
+  ops_.rmsnorm_backward(g_.xin, de_norm, e_raw_, rstd_e_, N, d, T(1), false);
+  ops_.embedding_backward(grad("tok_emb.weight"), ids_, g_.xin, N, d);
+  if (cfg_.bigram.enabled) {
+    const int db = static_cast<int>(cfg_.bigram.dim);
+    ops_.add_scaled_backward(g_.da, grad("bigram.scale"), nullptr, g_.xin, bigram_proj_, param("bigram.scale"), nullptr,
+                             Nd, false);
+    ops_.matmul_backward(g_.scratch, grad("bigram.proj.weight"), g_.da, bigram_emb_, param("bigram.proj.weight"), N, db,
+                         d, false);
+    ops_.embedding_backward(grad("bigram.embed.weight"), bigram_ids_, g_.scratch, N, db);
+  }
+  if (cfg_.value_embed.enabled) {
+    const int dve = static_cast<int>(cfg_.value_embed.dim);
+    const int kvd = static_cast<int>(cfg_.num_kv_heads * cfg_.head_dim());
+    ops_.matmul_backward(g_.scratch, grad("ve_shared.proj.weight"), g_.ve, ve_emb_, param("ve_shared.proj.weight"), N,
+                         dve, kvd, false);
+    ops_.embedding_backward(grad("ve_shared.embed.weight"), ids_, g_.scratch, N, dve);
+  }
+}
+
+template <class T>
+std::vector<T> Model<T>::logits_host() const {
+  std::vector<T> v(static_cast<std::size_t>(batch_) * seq_ * cfg_.vocab_size);
+  ops_.to_host(v.data(), logits_, v.size() * sizeof(T));
+  return v;
+}
+
+template class Model<float>;
+template class Model<double>;
+
+}  // namespace pgolf::model

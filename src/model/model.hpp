@@ -1,0 +1,160 @@
+#pragma once
+// The model orchestration (SPEC 3, docs/model.md), written once against backend::Ops<T>:
+// forward with every activation the backward needs kept in one arena, and backward that
+// accumulates parameter gradients into a buffer laid out like the parameters.
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/ops.hpp"
+#include "config/config.hpp"
+#include "model/params.hpp"
+
+namespace pgolf::model {
+
+// One allocation holding every named activation buffer; the table is printed at start-up.
+class Arena {
+ public:
+  template <class U>
+  void add(U*& slot, std::string name, std::size_t count) {
+    add_entry(std::move(name), count * sizeof(U), [&slot](std::byte* base, std::size_t offset) {
+      slot = reinterpret_cast<U*>(base + offset);
+    });
+  }
+  void allocate(backend::Device& device);
+  void release(backend::Device& device);
+  std::size_t bytes() const { return total_; }
+  void print(std::FILE* out, bool detailed) const;
+
+ private:
+  struct Entry {
+    std::string name;
+    std::size_t bytes;
+    std::size_t offset;
+    std::function<void(std::byte*, std::size_t)> bind;
+  };
+  void add_entry(std::string name, std::size_t bytes, std::function<void(std::byte*, std::size_t)> bind);
+  std::vector<Entry> entries_;
+  std::size_t total_ = 0;
+  std::byte* base_ = nullptr;
+};
+
+// The layer schedule of one forward pass (docs/model.md steps 5 and 9).
+struct Step {
+  int layer = 0;             // physical block
+  bool encoder = false;
+  int push_slot = -1;        // encoder: index of the stack slot this step's output fills
+  int skip_source = -1;      // decoder: stack slot popped before the block (-1: none)
+  int skip_weight = -1;      // row of skip_weights / skip_gates
+  bool split_here = false;   // the first parallel-lane step
+  bool parallel = false;     // runs as two lanes
+};
+std::vector<Step> layer_schedule(const config::ModelConfig& m, bool recurrence_active);
+
+template <class T>
+class Model {
+ public:
+  // Activations are sized for up to max_batch sequences of max_seq <= model.seq_len tokens.
+  Model(const config::ModelConfig& cfg, backend::Ops<T>& ops, int max_batch, int max_seq);
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  const config::ModelConfig& config() const { return cfg_; }
+  const ParamTable& table() const { return table_; }
+  backend::Ops<T>& ops() { return ops_; }
+  T* params() { return params_; }
+  T* grads() { return grads_; }
+  const T* param(const std::string& name) const { return params_ + table_.at(name).offset; }
+  T* grad(const std::string& name) { return grads_ + table_.at(name).offset; }
+
+  void set_params(const std::vector<float>& host);
+  void set_params(const std::vector<double>& host);
+  std::vector<T> params_host() const;
+  std::vector<T> grads_host() const;
+  void zero_grads();
+
+  void set_recurrence_active(bool active);
+  bool recurrence_active() const { return recurrence_active_; }
+
+  // Forward over `batch` sequences of `seq` tokens (ids and targets on the host, batch*seq
+  // each). Returns the mean NLL; `nll` (host, batch*seq, may be null) receives each
+  // position's NLL. Keeps what backward() needs.
+  double forward(const std::int32_t* ids, const std::int32_t* targets, int batch, int seq, T* nll = nullptr);
+  // Accumulates d(mean loss)/d(params) of the last forward into grads().
+  void backward();
+  // The softcapped logits of the last forward (batch*seq x vocab), on the host.
+  std::vector<T> logits_host() const;
+
+  const Arena& arena() const { return arena_; }
+  void print_layout(std::FILE* out, bool detailed) const;
+
+ private:
+  struct AttnActs {
+    T *xin, *u, *rstd, *q, *rstd_q, *k, *rstd_k, *v, *qr, *qg, *kr, *y, *lse, *yx, *a, *out;
+  };
+  struct MlpActs {
+    T *u, *rstd, *h, *z, *m, *out;
+  };
+  struct StepActs {
+    AttnActs attn;
+    MlpActs mlp;
+    T* skip_out;     // x (or lane0) after the skip: a copy of the stream, then updated
+    T* skip_out_b;   // lane1 after the skip (both_lanes)
+    // What the forward fed each part of the step (pointers into the arena, or x0).
+    const T* pre_skip;        // x (lane0) before the skip
+    const T* pre_skip_lane1;  // lane1 before the skip
+    const T* attn_in;         // stream entering attention (x, or lane0)
+    const T* mlp_in;          // stream entering the MLP (attention's output, or lane1)
+  };
+  struct Grads {
+    T *stream, *lane1, *x0, *xin, *du, *dq, *dk, *dv, *dqr, *dkr, *dy, *dyx, *da, *dh, *dz, *dlogits, *ve, *scratch;
+    std::vector<T*> enc;
+  };
+
+  void build_arena();
+  void attention_forward(StepActs& s, int layer, const T* stream_in);
+  void mlp_forward(StepActs& s, int layer, const T* stream_in);
+  // Both take the gradient of the sublayer's output in `dout` and leave the gradient of its
+  // input stream in `dstream_in` (which may be dout for the MLP).
+  void attention_backward(StepActs& s, int layer, const T* stream_in, T* dout, T* dstream_in);
+  void mlp_backward(StepActs& s, int layer, const T* stream_in, T* dout);
+  const T* block_param(int layer, const char* suffix) const;
+  T* block_grad(int layer, const char* suffix);
+  T layer_multiplier(int layer) const;
+  int ve_index(int layer) const;  // -1 when the layer has no value embedding
+  bool has_xsa(int layer) const;
+
+  config::ModelConfig cfg_;
+  backend::Ops<T>& ops_;
+  ParamTable table_;
+  int max_batch_, max_seq_;
+  int batch_ = 0, seq_ = 0;
+  bool recurrence_active_ = false;
+  bool have_forward_ = false;
+  std::vector<Step> schedule_;
+  int max_steps_ = 0, max_enc_ = 0;
+
+  T* params_ = nullptr;
+  T* grads_ = nullptr;
+  T* rope_cos_ = nullptr;
+  T* rope_sin_ = nullptr;
+  T* loss_sum_ = nullptr;
+  Arena arena_;
+  std::int32_t *ids_ = nullptr, *targets_ = nullptr, *bigram_ids_ = nullptr;
+  T *e_raw_ = nullptr, *bigram_emb_ = nullptr, *bigram_proj_ = nullptr, *e_norm_ = nullptr, *rstd_e_ = nullptr,
+    *x0_ = nullptr, *ve_emb_ = nullptr, *ve_base_ = nullptr, *x_final_ = nullptr, *h_final_ = nullptr,
+    *rstd_final_ = nullptr, *logits_ = nullptr, *nll_ = nullptr;
+  const T *lane0_final_ = nullptr, *lane1_final_ = nullptr, *stream_final_ = nullptr;
+  std::vector<StepActs> steps_;
+  std::vector<const T*> enc_out_;  // stream after each encoder step (the skip stack)
+  Grads g_;
+};
+
+extern template class Model<float>;
+extern template class Model<double>;
+
+}  // namespace pgolf::model
