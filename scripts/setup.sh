@@ -27,7 +27,7 @@ packages=(
   libcli11-dev nlohmann-json3-dev     # CLI and configs
   liblzma-dev libbrotli-dev           # artifact compression
   libsentencepiece-dev                # tokenizers
-  libopenblas-dev                     # CPU backend matrix products
+  libopenblas-openmp-dev              # CPU backend matrix products (OpenMP build)
   libopenmpi-dev openmpi-bin          # multi-rank runs
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-sentencepiece       # helper scripts only

@@ -9,5 +9,6 @@ namespace pgolf::cli {
 
 void register_prepare(CLI::App& app);
 void register_inspect(CLI::App& app);
+void register_model_commands(CLI::App& app);  // init, eval, bench
 
 }  // namespace pgolf::cli

@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   app.add_flag("--version", version, "Print the version, git hash, compiled-in backends and devices");
   pgolf::cli::register_prepare(app);
   pgolf::cli::register_inspect(app);
+  pgolf::cli::register_model_commands(app);
 
   try {
     app.parse(argc, argv);

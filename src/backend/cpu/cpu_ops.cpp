@@ -472,45 +472,83 @@ void CpuOps<T>::head_gain_backward(T* dx, T* dgain, const T* dy, const T* x, con
   head_gain_forward(dx, dy, gain, rows, heads, hd);
 }
 
+// Attention runs one task per (sequence, KV head): the task copies that head's keys and
+// values into contiguous (and transposed) scratch so the inner loops over positions and
+// over head dims are unit-stride and vectorise, and it owns every output it writes (dq of
+// its query heads, dk and dv of its KV head), so results do not depend on scheduling.
+namespace {
+
+template <class T>
+struct KvScratch {
+  std::vector<T> kt, vt, k, v;  // kt, vt: hd x seq ; k, v: seq x hd
+  void load(const T* kbase, const T* vbase, int b, int g, int seq, int kv_heads, int hd) {
+    const auto n = static_cast<std::size_t>(seq) * hd;
+    kt.resize(n);
+    vt.resize(n);
+    k.resize(n);
+    v.resize(n);
+    for (int s = 0; s < seq; ++s) {
+      const std::size_t src = ((static_cast<std::size_t>(b) * seq + s) * kv_heads + g) * hd;
+      for (int e = 0; e < hd; ++e) {
+        k[static_cast<std::size_t>(s) * hd + e] = kbase[src + e];
+        v[static_cast<std::size_t>(s) * hd + e] = vbase[src + e];
+        kt[static_cast<std::size_t>(e) * seq + s] = kbase[src + e];
+        vt[static_cast<std::size_t>(e) * seq + s] = vbase[src + e];
+      }
+    }
+  }
+};
+
+// scores[s] = scale * q . k[s] for s <= t
+template <class T>
+void causal_scores(T* scores, const T* q, const std::vector<T>& kt, int t, int seq, int hd, T scale) {
+  std::fill(scores, scores + t + 1, T(0));
+  for (int e = 0; e < hd; ++e) {
+    const T qe = q[e] * scale;
+    const T* row = kt.data() + static_cast<std::size_t>(e) * seq;
+#pragma omp simd
+    for (int s = 0; s <= t; ++s) scores[s] += qe * row[s];
+  }
+}
+
+}  // namespace
+
 template <class T>
 void CpuOps<T>::attention_forward(T* y, T* lse, const T* q, const T* k, const T* v, int batch, int seq, int heads,
                                   int kv_heads, int hd) {
   const int group = heads / kv_heads;
-  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hd)));
 #pragma omp parallel
   {
-    std::vector<double> p(static_cast<std::size_t>(seq));
-    std::vector<double> acc(static_cast<std::size_t>(hd));
+    KvScratch<T> kv;
+    std::vector<T> p(static_cast<std::size_t>(seq)), acc(static_cast<std::size_t>(hd));
 #pragma omp for collapse(2) schedule(static)
     for (int b = 0; b < batch; ++b)
-      for (int h = 0; h < heads; ++h) {
-        const int g = h / group;
-        for (int t = 0; t < seq; ++t) {
-          const std::size_t row = static_cast<std::size_t>(b) * seq + t;
-          const T* qt = q + (row * heads + h) * hd;
-          double mx = -INFINITY;
-          for (int s = 0; s <= t; ++s) {
-            const T* ks = k + ((static_cast<std::size_t>(b) * seq + s) * kv_heads + g) * hd;
-            double dot = 0.0;
-            for (int e = 0; e < hd; ++e) dot += static_cast<double>(qt[e]) * ks[e];
-            p[s] = dot * scale;
-            mx = std::max(mx, p[s]);
+      for (int g = 0; g < kv_heads; ++g) {
+        kv.load(k, v, b, g, seq, kv_heads, hd);
+        for (int h = g * group; h < (g + 1) * group; ++h)
+          for (int t = 0; t < seq; ++t) {
+            const std::size_t row = static_cast<std::size_t>(b) * seq + t;
+            causal_scores(p.data(), q + (row * heads + h) * hd, kv.kt, t, seq, hd, scale);
+            T mx = p[0];
+            for (int s = 1; s <= t; ++s) mx = std::max(mx, p[s]);
+            double sum = 0.0;
+            for (int s = 0; s <= t; ++s) {
+              p[s] = std::exp(p[s] - mx);
+              sum += p[s];
+            }
+            std::fill(acc.begin(), acc.end(), T(0));
+            for (int s = 0; s <= t; ++s) {
+              const T w = p[s];
+              const T* vs = kv.v.data() + static_cast<std::size_t>(s) * hd;
+#pragma omp simd
+              for (int e = 0; e < hd; ++e) acc[e] += w * vs[e];
+            }
+            const T inv = static_cast<T>(1.0 / sum);
+            T* yt = y + (row * heads + h) * hd;
+            for (int e = 0; e < hd; ++e) yt[e] = acc[e] * inv;
+            lse[(static_cast<std::size_t>(b) * heads + h) * seq + t] = static_cast<T>(mx + std::log(sum));
           }
-          double sum = 0.0;
-          for (int s = 0; s <= t; ++s) {
-            p[s] = std::exp(p[s] - mx);
-            sum += p[s];
-          }
-          std::fill(acc.begin(), acc.end(), 0.0);
-          for (int s = 0; s <= t; ++s) {
-            const T* vs = v + ((static_cast<std::size_t>(b) * seq + s) * kv_heads + g) * hd;
-            const double w = p[s] / sum;
-            for (int e = 0; e < hd; ++e) acc[e] += w * vs[e];
-          }
-          T* yt = y + (row * heads + h) * hd;
-          for (int e = 0; e < hd; ++e) yt[e] = static_cast<T>(acc[e]);
-          lse[(static_cast<std::size_t>(b) * heads + h) * seq + t] = static_cast<T>(mx + std::log(sum));
-        }
       }
   }
 }
@@ -520,43 +558,45 @@ void CpuOps<T>::attention_backward(T* dq, T* dk, T* dv, const T* dy, const T* q,
                                    const T* lse, int batch, int seq, int heads, int kv_heads, int hd,
                                    bool accumulate_dv) {
   const int group = heads / kv_heads;
-  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
-  // One (sequence, KV head) per task: it owns dk and dv of that head and dq of its query
-  // heads, so no two tasks write the same memory and the sums run in a fixed order.
+  const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hd)));
 #pragma omp parallel
   {
-    std::vector<double> dkacc(static_cast<std::size_t>(seq) * hd), dvacc(static_cast<std::size_t>(seq) * hd);
-    std::vector<double> dqacc(static_cast<std::size_t>(hd));
+    KvScratch<T> kv;
+    std::vector<T> p(static_cast<std::size_t>(seq)), dp(static_cast<std::size_t>(seq));
+    std::vector<T> dkacc(static_cast<std::size_t>(seq) * hd), dvacc(static_cast<std::size_t>(seq) * hd);
+    std::vector<T> dqacc(static_cast<std::size_t>(hd));
 #pragma omp for collapse(2) schedule(static)
     for (int b = 0; b < batch; ++b)
       for (int g = 0; g < kv_heads; ++g) {
-        std::fill(dkacc.begin(), dkacc.end(), 0.0);
-        std::fill(dvacc.begin(), dvacc.end(), 0.0);
-        auto kv_at = [&](const T* base, int s) {
-          return base + ((static_cast<std::size_t>(b) * seq + s) * kv_heads + g) * hd;
-        };
+        kv.load(k, v, b, g, seq, kv_heads, hd);
+        std::fill(dkacc.begin(), dkacc.end(), T(0));
+        std::fill(dvacc.begin(), dvacc.end(), T(0));
         for (int h = g * group; h < (g + 1) * group; ++h)
           for (int t = 0; t < seq; ++t) {
             const std::size_t row = static_cast<std::size_t>(b) * seq + t;
             const T* qt = q + (row * heads + h) * hd;
             const T* dyt = dy + (row * heads + h) * hd;
             const T* yt = y + (row * heads + h) * hd;
-            const double l = lse[(static_cast<std::size_t>(b) * heads + h) * seq + t];
-            double big_d = 0.0;
-            for (int e = 0; e < hd; ++e) big_d += static_cast<double>(dyt[e]) * yt[e];
-            std::fill(dqacc.begin(), dqacc.end(), 0.0);
+            const T l = lse[(static_cast<std::size_t>(b) * heads + h) * seq + t];
+            causal_scores(p.data(), qt, kv.kt, t, seq, hd, scale);
+            // dp[s] = dy . v[s]
+            std::fill(dp.begin(), dp.begin() + t + 1, T(0));
+            for (int e = 0; e < hd; ++e) {
+              const T de = dyt[e];
+              const T* vrow = kv.vt.data() + static_cast<std::size_t>(e) * seq;
+#pragma omp simd
+              for (int s = 0; s <= t; ++s) dp[s] += de * vrow[s];
+            }
+            T big_d = 0;
+            for (int e = 0; e < hd; ++e) big_d += dyt[e] * yt[e];
+            std::fill(dqacc.begin(), dqacc.end(), T(0));
             for (int s = 0; s <= t; ++s) {
-              const T* ks = kv_at(k, s);
-              const T* vs = kv_at(v, s);
-              double dot = 0.0, dp = 0.0;
-              for (int e = 0; e < hd; ++e) {
-                dot += static_cast<double>(qt[e]) * ks[e];
-                dp += static_cast<double>(dyt[e]) * vs[e];
-              }
-              const double pr = std::exp(dot * scale - l);
-              const double ds = pr * (dp - big_d) * scale;
-              double* dks = dkacc.data() + static_cast<std::size_t>(s) * hd;
-              double* dvs = dvacc.data() + static_cast<std::size_t>(s) * hd;
+              const T pr = std::exp(p[s] - l);
+              const T ds = pr * (dp[s] - big_d) * scale;
+              const T* ks = kv.k.data() + static_cast<std::size_t>(s) * hd;
+              T* dks = dkacc.data() + static_cast<std::size_t>(s) * hd;
+              T* dvs = dvacc.data() + static_cast<std::size_t>(s) * hd;
+#pragma omp simd
               for (int e = 0; e < hd; ++e) {
                 dqacc[e] += ds * ks[e];
                 dks[e] += ds * qt[e];
@@ -564,15 +604,14 @@ void CpuOps<T>::attention_backward(T* dq, T* dk, T* dv, const T* dy, const T* q,
               }
             }
             T* dqt = dq + (row * heads + h) * hd;
-            for (int e = 0; e < hd; ++e) dqt[e] = static_cast<T>(dqacc[e]);
+            for (int e = 0; e < hd; ++e) dqt[e] = dqacc[e];
           }
         for (int s = 0; s < seq; ++s) {
-          T* dks = dk + ((static_cast<std::size_t>(b) * seq + s) * kv_heads + g) * hd;
-          T* dvs = dv + ((static_cast<std::size_t>(b) * seq + s) * kv_heads + g) * hd;
+          const std::size_t o = ((static_cast<std::size_t>(b) * seq + s) * kv_heads + g) * hd;
           for (int e = 0; e < hd; ++e) {
-            dks[e] = static_cast<T>(dkacc[static_cast<std::size_t>(s) * hd + e]);
-            const T add = static_cast<T>(dvacc[static_cast<std::size_t>(s) * hd + e]);
-            dvs[e] = accumulate_dv ? dvs[e] + add : add;
+            dk[o + e] = dkacc[static_cast<std::size_t>(s) * hd + e];
+            const T add = dvacc[static_cast<std::size_t>(s) * hd + e];
+            dv[o + e] = accumulate_dv ? dv[o + e] + add : add;
           }
         }
       }

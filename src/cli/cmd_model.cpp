@@ -1,0 +1,206 @@
+// pgolf init / eval / bench: the commands that build the model from a config.
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+
+#include "backend/cpu/cpu_ops.hpp"
+#include "cli/commands.hpp"
+#include "cli/model_args.hpp"
+#include "common/error.hpp"
+#include "common/json.hpp"
+#include "common/rng.hpp"
+#include "common/strings.hpp"
+#include "common/version.hpp"
+#include "data/bpb.hpp"
+#include "data/tokenizer.hpp"
+#include "eval/evaluator.hpp"
+#include "model/model.hpp"
+#include "model/params.hpp"
+
+namespace pgolf::cli {
+
+namespace {
+
+// ----- init --------------------------------------------------------------------------------
+struct InitOptions {
+  ConfigArgs cfg;
+  std::int64_t seed = -1;
+  std::string out;
+};
+
+void run_init(const InitOptions& o) {
+  auto loaded = load_config_args(o.cfg);
+  const config::Config& c = loaded.config;
+  const auto seed = static_cast<std::uint64_t>(o.seed >= 0 ? o.seed : c.seed);
+  model::ParamTable table(c.model);
+  table.print(stderr);
+  std::vector<float> values;
+  model::init_params(table, seed, values);
+  json model_cfg = config::to_json(c)["model"];
+  model::save_checkpoint(o.out, table, values,
+                         {{"format", "pgolf-params-v1"},
+                          {"pgolf_version", std::string(build_info().version)},
+                          {"pgolf_git", std::string(build_info().git_hash)},
+                          {"config_name", c.name},
+                          {"seed", std::to_string(seed)},
+                          {"model_config", dump_json(model_cfg)}});
+  std::printf("init: wrote %s (%zu tensors, %s parameters, seed %llu)\n", o.out.c_str(), table.specs().size(),
+              with_commas(table.total()).c_str(), static_cast<unsigned long long>(seed));
+}
+
+// ----- eval --------------------------------------------------------------------------------
+struct EvalCommand {
+  ConfigArgs cfg;
+  std::string checkpoint;
+  std::string mode;
+  int stride = 0;
+  int batch_windows = 0;
+  std::string nll_out;
+  std::string results;
+};
+
+data::ByteTables tables_for(const config::Config& c) {
+  data::Tokenizer tok(c.data.tokenizer);
+  if (tok.vocab_size() != c.model.vocab_size)
+    fail(ErrorKind::config, "model.vocab_size: ", c.model.vocab_size, " does not match the tokenizer ", c.data.tokenizer,
+         " (vocab size ", tok.vocab_size(), ")");
+  return data::build_byte_tables(tok, c.model.vocab_size);
+}
+
+void run_eval(const EvalCommand& o) {
+  auto loaded = load_config_args(o.cfg);
+  const config::Config& c = loaded.config;
+  select_cpu_backend(c);
+  const data::ByteTables tables = tables_for(c);
+  const eval::ValStream stream = eval::load_val_stream(c);
+  std::fprintf(stderr, "val: %s tokens from %s (%s read%s)\n", with_commas(stream.tokens.size()).c_str(),
+               stream.origin.c_str(), with_commas(static_cast<std::uint64_t>(stream.read_tokens)).c_str(),
+               c.data.trim_val ? ", trimmed to a multiple of seq_len + 1" : "");
+
+  model::ParamTable table(c.model);
+  std::vector<float> params = model::load_checkpoint(o.checkpoint, table);
+  eval::EvalOptions opts;
+  opts.mode = o.mode.empty() ? (c.eval.sliding ? eval::Mode::sliding : eval::Mode::nonoverlap)
+                             : (o.mode == "nonoverlap" ? eval::Mode::nonoverlap : eval::Mode::sliding);
+  opts.stride = o.stride > 0 ? o.stride : static_cast<int>(c.eval.stride);
+  if (opts.stride > c.model.seq_len)
+    fail(ErrorKind::usage, "--stride ", opts.stride, ": exceeds the window model.seq_len = ", c.model.seq_len);
+  opts.batch_windows = o.batch_windows > 0 ? o.batch_windows : static_cast<int>(c.eval.batch_windows);
+  opts.record_rescore = c.eval.tail == config::SlidingTail::record_rescore;
+  opts.nll_out = o.nll_out;
+
+  backend::CpuOps<float> ops;
+  model::Model<float> net(c.model, ops, opts.batch_windows, static_cast<int>(c.model.seq_len));
+  net.print_layout(stderr, false);
+  net.set_params(params);
+  // Depth recurrence is part of the trained model once it has switched on.
+  net.set_recurrence_active(!c.model.recurrence.virtual_layers.empty());
+  eval::EvalResult r = eval::evaluate(net, stream, tables, opts);
+
+  std::printf("val_loss %.6f val_bpb %.6f scored %lld/%lld (%s", r.val_loss, r.val_bpb,
+              static_cast<long long>(r.scored), static_cast<long long>(r.targets), r.mode.c_str());
+  if (opts.mode == eval::Mode::sliding) std::printf(", stride %d", opts.stride);
+  std::printf(", %lld windows, %.1f s)\n", static_cast<long long>(r.windows), r.seconds);
+  if (!o.results.empty()) {
+    json out = {{"pgolf", {{"version", build_info().version}, {"git", build_info().git_hash}}},
+                {"checkpoint", o.checkpoint},
+                {"mode", r.mode},
+                {"stride", opts.mode == eval::Mode::sliding ? opts.stride : 0},
+                {"compliant", !opts.record_rescore},
+                {"val_loss", r.val_loss},
+                {"val_bpb", r.val_bpb},
+                {"scored", r.scored},
+                {"targets", r.targets},
+                {"bytes", r.bytes},
+                {"windows", r.windows},
+                {"seconds", r.seconds},
+                {"config", config::to_json(c)}};
+    write_file_atomic(o.results, dump_json(out, 2) + "\n");
+  }
+}
+
+// ----- bench --------------------------------------------------------------------------------
+struct BenchOptions {
+  ConfigArgs cfg;
+  int batch = 0;
+  int steps = 5;
+  int warmup = 1;
+};
+
+void run_bench(const BenchOptions& o) {
+  auto loaded = load_config_args(o.cfg);
+  const config::Config& c = loaded.config;
+  select_cpu_backend(c);
+  const int T = static_cast<int>(c.model.seq_len);
+  const std::int64_t accum = c.train.grad_accum_steps > 0 ? c.train.grad_accum_steps : 8;
+  const int batch = o.batch > 0 ? o.batch : static_cast<int>(std::max<std::int64_t>(1, c.train.batch_tokens / T / accum));
+  backend::CpuOps<float> ops;
+  model::Model<float> net(c.model, ops, batch, T);
+  std::vector<float> params;
+  model::init_params(net.table(), static_cast<std::uint64_t>(c.seed), params);
+  net.set_params(params);
+  Rng rng(static_cast<std::uint64_t>(c.seed));
+  std::vector<std::int32_t> ids(static_cast<std::size_t>(batch) * T), targets(ids.size());
+  for (auto* v : {&ids, &targets})
+    for (auto& x : *v) x = static_cast<std::int32_t>(rng.next_u64() % static_cast<std::uint64_t>(c.model.vocab_size));
+  net.print_layout(stderr, false);
+  using clock = std::chrono::steady_clock;
+  auto time_steps = [&](bool with_backward) {
+    for (int i = 0; i < o.warmup; ++i) {
+      net.forward(ids.data(), targets.data(), batch, T);
+      if (with_backward) net.backward();
+    }
+    const auto t0 = clock::now();
+    for (int i = 0; i < o.steps; ++i) {
+      net.zero_grads();
+      net.forward(ids.data(), targets.data(), batch, T);
+      if (with_backward) net.backward();
+    }
+    return std::chrono::duration<double>(clock::now() - t0).count() / o.steps;
+  };
+  const double fwd = time_steps(false), fwd_bwd = time_steps(true);
+  const double tokens = static_cast<double>(batch) * T;
+  std::printf("bench %s: %d x %d tokens, cpu %d threads\n", c.name.c_str(), batch, T, backend::cpu_threads());
+  std::printf("  forward           %9.1f ms/step %12.0f tokens/s\n", fwd * 1e3, tokens / fwd);
+  std::printf("  forward+backward  %9.1f ms/step %12.0f tokens/s\n", fwd_bwd * 1e3, tokens / fwd_bwd);
+}
+
+}  // namespace
+
+void register_model_commands(CLI::App& app) {
+  auto io = std::make_shared<InitOptions>();
+  CLI::App* init = app.add_subcommand("init", "Write freshly initialised weights (SPEC 3.1 names) as safetensors");
+  add_config_options(init, io->cfg, false);
+  init->add_option("--seed", io->seed, "Initialisation seed (default: the config's seed)")->check(CLI::NonNegativeNumber);
+  init->add_option("-o,--out", io->out, "Output .safetensors")->required();
+  init->callback([io] { run_init(*io); });
+
+  auto eo = std::make_shared<EvalCommand>();
+  CLI::App* ev = app.add_subcommand("eval", "Evaluate a checkpoint on the val split: val_loss, val_bpb (SPEC 6.1, 6.2)");
+  add_config_options(ev, eo->cfg, false);
+  ev->add_option("--checkpoint", eo->checkpoint, "Weights (.safetensors with SPEC 3.1 names)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  ev->add_option("--mode", eo->mode, "nonoverlap or sliding (default: sliding when eval.sliding)")
+      ->check(CLI::IsMember({"nonoverlap", "sliding"}));
+  ev->add_option("--stride", eo->stride, "Sliding-window stride (default: eval.stride)")->check(CLI::PositiveNumber);
+  ev->add_option("--batch-windows", eo->batch_windows, "Windows per forward (default: eval.batch_windows)")
+      ->check(CLI::PositiveNumber);
+  ev->add_option("--nll-out", eo->nll_out,
+                 "Write the NLL of every target as little-endian float64, index = target position, NaN if unscored");
+  ev->add_option("--results", eo->results, "Write the results (and the resolved config) as JSON");
+  ev->callback([eo] { run_eval(*eo); });
+
+  auto bo = std::make_shared<BenchOptions>();
+  CLI::App* bench = app.add_subcommand("bench", "Measure forward and forward+backward tokens/s of the model");
+  add_config_options(bench, bo->cfg, false);
+  bench->add_option("--batch", bo->batch, "Sequences per step (default: one micro-batch of the config)")
+      ->check(CLI::PositiveNumber);
+  bench->add_option("--steps", bo->steps, "Timed steps")->capture_default_str()->check(CLI::PositiveNumber);
+  bench->add_option("--warmup", bo->warmup, "Untimed steps first")->capture_default_str()->check(CLI::NonNegativeNumber);
+  bench->callback([bo] { run_bench(*bo); });
+}
+
+}  // namespace pgolf::cli
