@@ -144,6 +144,31 @@ class Ops : public virtual Device {
   // dz (n x vocab) = d(scale * sum nll)/dz from the softcapped logits (scale is 1/n for a mean).
   virtual void softcap_ce_backward(T* dz, const T* logits, const std::int32_t* targets, int n, int vocab, T cap,
                                    T scale) = 0;
+
+  // ----- optimizers and training (docs/training.md) ---------------------------------------------
+  // c[m, n] = alpha * op(a) @ op(b) + beta * c, op(x) = x or x^T; a is m x k after op, b k x n.
+  virtual void gemm(T* c, const T* a, const T* b, int m, int n, int k, bool trans_a, bool trans_b, T alpha,
+                    T beta) = 0;
+  // y = a * y + b * x (n values)
+  virtual void axpby(T* y, const T* x, T a, T b, std::size_t n) = 0;
+  // x *= s (n values)
+  virtual void scale_values(T* x, T s, std::size_t n) = 0;
+  // sum of x^2 in float64, returned to the host (a fixed-order reduction)
+  virtual double sum_squares(const T* x, std::size_t n) = 0;
+  // dst[c, r] = src[r, c]
+  virtual void transpose(T* dst, const T* src, int rows, int cols) = 0;
+  // Muon momentum: buf = mu * buf + g ; u = nesterov ? g + mu * buf : buf
+  virtual void muon_momentum(T* buf, T* u, const T* g, T mu, bool nesterov, std::size_t n) = 0;
+  // Each row of x (rows x cols) divided by max(its L2 norm, eps) (MuonEq-R).
+  virtual void normalize_rows(T* x, int rows, int cols, T eps) = 0;
+  // AdamW (torch semantics) on n values at step t >= 1.
+  virtual void adamw_update(T* p, const T* g, T* m, T* v, std::size_t n, T lr, T beta1, T beta2, T eps, T weight_decay,
+                            std::int64_t t) = 0;
+  // SGD with momentum: buf = momentum * buf + g ; p -= lr * buf
+  virtual void sgd_momentum_update(T* p, const T* g, T* buf, std::size_t n, T lr, T momentum) = 0;
+  // Late-QAT fake quantisation per row: s = max(max|w_r| / 31, 1/31), q = clamp(round(w/s), -32, 31),
+  // dst = q * s (round half to even).
+  virtual void fake_quant_int6(T* dst, const T* src, int rows, int cols) = 0;
 };
 
 }  // namespace pgolf::backend

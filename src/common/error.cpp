@@ -13,6 +13,7 @@ const char* kind_name(ErrorKind kind) {
     case ErrorKind::format: return "format error";
     case ErrorKind::io: return "I/O error";
     case ErrorKind::device: return "device error";
+    case ErrorKind::diverged: return "training diverged";
   }
   return "error";
 }

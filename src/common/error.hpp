@@ -17,6 +17,7 @@ enum class ErrorKind : int {
   format = 5,    // checkpoints and other binary containers
   io = 6,        // cannot open, read, write or rename a file
   device = 7,    // a required accelerator is missing
+  diverged = 8,  // training produced a non-finite loss
 };
 
 int exit_code(ErrorKind kind);

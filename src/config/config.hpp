@@ -211,7 +211,7 @@ struct OptimConfig {
   MuonConfig muon;
   AdamConfig embed{0.035, 0.9, 0.95, 1e-8, 0.04};
   double untied_embed_lr = 0.6;
-  AdamConfig head{0.008, 0.9, 0.95, 1e-8, 0.04};
+  AdamConfig head{0.008, 0.9, 0.95, 1e-8, 0.0};  // #549 steps lm_head with plain Adam
   AdamConfig scalar{0.025, 0.9, 0.95, 1e-8, 0.04};
 };
 

@@ -99,6 +99,7 @@ Model<T>::Model(const config::ModelConfig& cfg, backend::Ops<T>& ops, int max_ba
   schedule_ = layer_schedule(cfg, false);
   params_ = static_cast<T*>(ops_.allocate(table_.total() * sizeof(T)));
   grads_ = static_cast<T*>(ops_.allocate(table_.total() * sizeof(T)));
+  weights_ = params_;
 
   // RoPE tables for positions 0 .. seq_len-1 with the (possibly scaled) base, in double.
   const int r = static_cast<int>(cfg.rope.dims), half = r / 2;
@@ -486,14 +487,14 @@ void Model<T>::mlp_backward(StepActs& s, int layer, const T* stream_in, T* dout)
 }
 
 template <class T>
-void Model<T>::backward() {
+void Model<T>::backward(double loss_scale) {
   if (!have_forward_) fail(ErrorKind::internal, "model: backward() without a forward()");
   const int N = batch_ * seq_, d = static_cast<int>(cfg_.model_dim), V = static_cast<int>(cfg_.vocab_size);
   const auto Nd = static_cast<std::size_t>(N) * d;
 
   // Head.
   ops_.softcap_ce_backward(g_.dlogits, logits_, targets_, N, V, static_cast<T>(cfg_.logit_softcap),
-                           static_cast<T>(1.0 / N));
+                           static_cast<T>(loss_scale / N));
   const bool tied = cfg_.tie_embeddings;
   ops_.matmul_backward(g_.scratch, tied ? grad("tok_emb.weight") : grad("lm_head.weight"), g_.dlogits, h_final_,
                        tied ? param("tok_emb.weight") : param("lm_head.weight"), N, d, V, false);

@@ -68,7 +68,10 @@ class Model {
   backend::Ops<T>& ops() { return ops_; }
   T* params() { return params_; }
   T* grads() { return grads_; }
-  const T* param(const std::string& name) const { return params_ + table_.at(name).offset; }
+  // The weights the forward and backward read: params() unless late QAT points them at a
+  // buffer of fake-quantised weights (gradients still land in grads(): straight-through).
+  const T* param(const std::string& name) const { return weights_ + table_.at(name).offset; }
+  void set_forward_weights(const T* weights) { weights_ = weights != nullptr ? weights : params_; }
   T* grad(const std::string& name) { return grads_ + table_.at(name).offset; }
 
   void set_params(const std::vector<float>& host);
@@ -84,8 +87,9 @@ class Model {
   // each). Returns the mean NLL; `nll` (host, batch*seq, may be null) receives each
   // position's NLL. Keeps what backward() needs.
   double forward(const std::int32_t* ids, const std::int32_t* targets, int batch, int seq, T* nll = nullptr);
-  // Accumulates d(mean loss)/d(params) of the last forward into grads().
-  void backward();
+  // Accumulates d(loss_scale * mean loss)/d(params) of the last forward into grads()
+  // (loss_scale = 1/A averages A accumulation micro-steps).
+  void backward(double loss_scale = 1.0);
   // The softcapped logits of the last forward (batch*seq x vocab), on the host.
   std::vector<T> logits_host() const;
 
@@ -140,6 +144,7 @@ class Model {
 
   T* params_ = nullptr;
   T* grads_ = nullptr;
+  const T* weights_ = nullptr;
   T* rope_cos_ = nullptr;
   T* rope_sin_ = nullptr;
   T* loss_sum_ = nullptr;

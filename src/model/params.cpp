@@ -17,8 +17,10 @@ constexpr std::int64_t kPassthroughMaxNumel = 65536;  // SPEC 5.1 rule 1 (#549's
 
 bool contains(const std::string& s, const char* part) { return s.find(part) != std::string::npos; }
 
-QuantClass classify(const std::string& name, std::size_t numel) {
-  if (numel <= static_cast<std::size_t>(kPassthroughMaxNumel)) return QuantClass::fp16;
+}  // namespace
+
+QuantClass quant_class(const std::string& name, std::size_t numel, std::int64_t passthrough_max_numel) {
+  if (numel <= static_cast<std::size_t>(passthrough_max_numel)) return QuantClass::fp16;
   for (const char* p : {"attn_scale", "mlp_scale", "resid_mix", "q_gain", "skip_weight", "smear", "ve_layer_scales",
                         "ve_shared.scale", "lane_merge"})
     if (contains(name, p)) return QuantClass::fp32_control;
@@ -26,6 +28,8 @@ QuantClass classify(const std::string& name, std::size_t numel) {
     if (contains(name, p)) return QuantClass::int6;
   return QuantClass::int8;
 }
+
+namespace {
 
 std::uint64_t name_hash(const std::string& s) {  // FNV-1a
   std::uint64_t h = 0xcbf29ce484222325ULL;
@@ -72,7 +76,7 @@ void ParamTable::add(std::string name, std::vector<std::int64_t> shape, InitKind
   p.init_value = value;
   p.group = group;
   p.weight_decay = true;  // SPEC 4.2: every group uses decoupled weight decay
-  p.quant = classify(p.name, p.numel());
+  p.quant = quant_class(p.name, p.numel(), kPassthroughMaxNumel);
   p.offset = total_;
   total_ += p.numel();
   index_[p.name] = specs_.size();

@@ -24,6 +24,10 @@ enum class QuantClass { fp16, fp32_control, int6, int8 };
 const char* group_name(ParamGroup g);
 const char* quant_name(QuantClass q);
 
+// SPEC 5.1's class of a tensor for a given fp16-passthrough threshold
+// (export.passthrough_max_numel; #549 uses 65536).
+QuantClass quant_class(const std::string& name, std::size_t numel, std::int64_t passthrough_max_numel);
+
 struct ParamSpec {
   std::string name;
   std::vector<std::int64_t> shape;
@@ -31,7 +35,7 @@ struct ParamSpec {
   double init_value = 0.0;  // the constant, or the normal's std
   ParamGroup group = ParamGroup::scalar;
   bool weight_decay = true;
-  QuantClass quant = QuantClass::fp16;
+  QuantClass quant = QuantClass::fp16;  // with #549's threshold; see quant_class()
   std::size_t offset = 0;  // elements from the start of the buffer
   std::size_t numel() const;
 };

@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
+
+#include <csignal>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -44,9 +46,9 @@ std::string read_bytes(const fs::path& path) {
   return s.str();
 }
 
-RunResult run_pgolf(const std::vector<std::string>& args, const fs::path& cwd) {
-  TempDir io;
-  const fs::path out = io / "stdout", err = io / "stderr";
+namespace {
+
+pid_t spawn_pgolf(const std::vector<std::string>& args, const fs::path& out, const fs::path& err) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -56,23 +58,53 @@ RunResult run_pgolf(const std::vector<std::string>& args, const fs::path& cwd) {
   std::vector<char*> argv;
   for (auto& a : argv_storage) argv.push_back(a.data());
   argv.push_back(nullptr);
-
-  RunResult r;
   pid_t pid = 0;
-  int rc;
-  {
-    std::unique_ptr<ScopedCwd> in_dir;
-    if (!cwd.empty()) in_dir = std::make_unique<ScopedCwd>(cwd);
-    rc = posix_spawn(&pid, PGOLF_BINARY, &actions, nullptr, argv.data(), environ);
-  }
+  const int rc = posix_spawn(&pid, PGOLF_BINARY, &actions, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) throw std::runtime_error("cannot start " PGOLF_BINARY);
+  return pid;
+}
+
+RunResult collect(pid_t pid, const fs::path& out, const fs::path& err) {
+  RunResult r;
   int status = 0;
   waitpid(pid, &status, 0);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   r.out = read_bytes(out);
   r.err = read_bytes(err);
   return r;
+}
+
+}  // namespace
+
+PgolfProcess::PgolfProcess(const std::vector<std::string>& args) {
+  pid_ = spawn_pgolf(args, io_ / "stdout", io_ / "stderr");
+}
+
+PgolfProcess::~PgolfProcess() {
+  if (!waited_ && pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+  }
+}
+
+void PgolfProcess::signal(int sig) { ::kill(pid_, sig); }
+
+RunResult PgolfProcess::wait() {
+  waited_ = true;
+  return collect(pid_, io_ / "stdout", io_ / "stderr");
+}
+
+RunResult run_pgolf(const std::vector<std::string>& args, const fs::path& cwd) {
+  TempDir io;
+  pid_t pid;
+  {
+    std::unique_ptr<ScopedCwd> in_dir;
+    if (!cwd.empty()) in_dir = std::make_unique<ScopedCwd>(cwd);
+    pid = spawn_pgolf(args, io / "stdout", io / "stderr");
+  }
+  return collect(pid, io / "stdout", io / "stderr");
 }
 
 ScopedCwd::ScopedCwd(const fs::path& dir) : previous_(fs::current_path()) { fs::current_path(dir); }

@@ -33,6 +33,21 @@ struct RunResult {
 // Runs the built pgolf binary with `args` (no shell interpretation of the arguments).
 RunResult run_pgolf(const std::vector<std::string>& args, const fs::path& cwd = {});
 
+// A pgolf process running in the background (stdout/stderr to files in a temp dir).
+class PgolfProcess {
+ public:
+  explicit PgolfProcess(const std::vector<std::string>& args);
+  ~PgolfProcess();
+  void signal(int sig);
+  RunResult wait();  // waits for exit and collects output
+  int pid() const { return pid_; }
+
+ private:
+  TempDir io_;
+  int pid_ = -1;
+  bool waited_ = false;
+};
+
 fs::path source_dir();
 fs::path bundled(const std::string& relative);  // source_dir()/data/relative
 void write_bytes(const fs::path& path, const std::string& bytes);

@@ -66,15 +66,16 @@ T sigmoid(T x) {
   return T(1) / (T(1) + std::exp(-x));
 }
 
+// c = alpha * op(a) @ op(b) + beta * c, row-major.
 template <class T>
-void gemm(bool trans_a, bool trans_b, int m, int n, int k, const T* a, int lda, const T* b, int ldb, T beta, T* c,
-          int ldc) {
+void blas_gemm(bool trans_a, bool trans_b, int m, int n, int k, T alpha, const T* a, int lda, const T* b, int ldb,
+               T beta, T* c, int ldc) {
   const auto ta = trans_a ? CblasTrans : CblasNoTrans;
   const auto tb = trans_b ? CblasTrans : CblasNoTrans;
   if constexpr (std::is_same_v<T, float>) {
-    cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+    cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   } else {
-    cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc);
+    cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   }
 }
 
@@ -195,15 +196,15 @@ void CpuOps<T>::bigram_hash(std::int32_t* out, const std::int32_t* ids, int batc
 template <class T>
 void CpuOps<T>::matmul_forward(T* y, const T* x, const T* w, int n, int in, int out, bool accumulate) {
   if (n == 0 || out == 0) return;
-  gemm<T>(false, true, n, out, in, x, in, w, in, accumulate ? T(1) : T(0), y, out);
+  blas_gemm<T>(false, true, n, out, in, T(1), x, in, w, in, accumulate ? T(1) : T(0), y, out);
 }
 
 template <class T>
 void CpuOps<T>::matmul_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, int n, int in, int out,
                                 bool accumulate_dx) {
   if (n == 0) return;
-  if (dx != nullptr) gemm<T>(false, false, n, in, out, dy, out, w, in, accumulate_dx ? T(1) : T(0), dx, in);
-  if (dw != nullptr) gemm<T>(true, false, out, in, n, dy, out, x, in, T(1), dw, in);
+  if (dx != nullptr) blas_gemm<T>(false, false, n, in, out, T(1), dy, out, w, in, accumulate_dx ? T(1) : T(0), dx, in);
+  if (dw != nullptr) blas_gemm<T>(true, false, out, in, n, T(1), dy, out, x, in, T(1), dw, in);
 }
 
 // ----- normalisation ------------------------------------------------------------------------
@@ -733,6 +734,96 @@ void CpuOps<T>::softcap_ce_backward(T* dz, const T* logits, const std::int32_t* 
       const double t = static_cast<double>(z[c]) / cap;  // tanh(z_pre / cap)
       d[c] = static_cast<T>(p * scale * (1.0 - t * t));
     }
+  }
+}
+
+// ----- optimizers and training -----------------------------------------------------------------
+template <class T>
+void CpuOps<T>::gemm(T* c, const T* a, const T* b, int m, int n, int k, bool trans_a, bool trans_b, T alpha, T beta) {
+  blas_gemm<T>(trans_a, trans_b, m, n, k, alpha, a, trans_a ? m : k, b, trans_b ? k : n, beta, c, n);
+}
+
+template <class T>
+void CpuOps<T>::axpby(T* y, const T* x, T a, T b, std::size_t n) {
+#pragma omp parallel for schedule(static)
+  for (std::size_t i = 0; i < n; ++i) y[i] = a * y[i] + b * x[i];
+}
+
+template <class T>
+void CpuOps<T>::scale_values(T* x, T s, std::size_t n) {
+#pragma omp parallel for schedule(static)
+  for (std::size_t i = 0; i < n; ++i) x[i] *= s;
+}
+
+template <class T>
+double CpuOps<T>::sum_squares(const T* x, std::size_t n) {
+  return scalar_reduce(n, [&](std::size_t i) { return static_cast<double>(x[i]) * x[i]; });
+}
+
+template <class T>
+void CpuOps<T>::transpose(T* dst, const T* src, int rows, int cols) {
+#pragma omp parallel for schedule(static)
+  for (int c = 0; c < cols; ++c)
+    for (int r = 0; r < rows; ++r)
+      dst[static_cast<std::size_t>(c) * rows + r] = src[static_cast<std::size_t>(r) * cols + c];
+}
+
+template <class T>
+void CpuOps<T>::muon_momentum(T* buf, T* u, const T* g, T mu, bool nesterov, std::size_t n) {
+#pragma omp parallel for schedule(static)
+  for (std::size_t i = 0; i < n; ++i) {
+    buf[i] = mu * buf[i] + g[i];
+    u[i] = nesterov ? g[i] + mu * buf[i] : buf[i];
+  }
+}
+
+template <class T>
+void CpuOps<T>::normalize_rows(T* x, int rows, int cols, T eps) {
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; ++r) {
+    T* row = x + static_cast<std::size_t>(r) * cols;
+    double sq = 0.0;
+    for (int c = 0; c < cols; ++c) sq += static_cast<double>(row[c]) * row[c];
+    const T inv = static_cast<T>(1.0 / std::max(std::sqrt(sq), static_cast<double>(eps)));
+    for (int c = 0; c < cols; ++c) row[c] *= inv;
+  }
+}
+
+template <class T>
+void CpuOps<T>::adamw_update(T* p, const T* g, T* m, T* v, std::size_t n, T lr, T beta1, T beta2, T eps,
+                             T weight_decay, std::int64_t t) {
+  const T bias1 = static_cast<T>(1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(t)));
+  const T bias2_sqrt = static_cast<T>(std::sqrt(1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(t))));
+  const T step = lr / bias1;
+  const T decay = T(1) - lr * weight_decay;
+#pragma omp parallel for schedule(static)
+  for (std::size_t i = 0; i < n; ++i) {
+    p[i] *= decay;
+    m[i] = beta1 * m[i] + (T(1) - beta1) * g[i];
+    v[i] = beta2 * v[i] + (T(1) - beta2) * g[i] * g[i];
+    p[i] -= step * m[i] / (std::sqrt(v[i]) / bias2_sqrt + eps);
+  }
+}
+
+template <class T>
+void CpuOps<T>::sgd_momentum_update(T* p, const T* g, T* buf, std::size_t n, T lr, T momentum) {
+#pragma omp parallel for schedule(static)
+  for (std::size_t i = 0; i < n; ++i) {
+    buf[i] = momentum * buf[i] + g[i];
+    p[i] -= lr * buf[i];
+  }
+}
+
+template <class T>
+void CpuOps<T>::fake_quant_int6(T* dst, const T* src, int rows, int cols) {
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; ++r) {
+    const T* w = src + static_cast<std::size_t>(r) * cols;
+    T* q = dst + static_cast<std::size_t>(r) * cols;
+    T mx = 0;
+    for (int c = 0; c < cols; ++c) mx = std::max(mx, std::fabs(w[c]));
+    const T s = std::max(mx / T(31), T(1) / T(31));
+    for (int c = 0; c < cols; ++c) q[c] = std::clamp(std::nearbyint(w[c] / s), T(-32), T(31)) * s;
   }
 }
 

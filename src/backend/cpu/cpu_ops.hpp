@@ -68,6 +68,17 @@ class CpuOps final : public Ops<T> {
                           T cap) override;
   void softcap_ce_backward(T* dz, const T* logits, const std::int32_t* targets, int n, int vocab, T cap,
                            T scale) override;
+  void gemm(T* c, const T* a, const T* b, int m, int n, int k, bool trans_a, bool trans_b, T alpha, T beta) override;
+  void axpby(T* y, const T* x, T a, T b, std::size_t n) override;
+  void scale_values(T* x, T s, std::size_t n) override;
+  double sum_squares(const T* x, std::size_t n) override;
+  void transpose(T* dst, const T* src, int rows, int cols) override;
+  void muon_momentum(T* buf, T* u, const T* g, T mu, bool nesterov, std::size_t n) override;
+  void normalize_rows(T* x, int rows, int cols, T eps) override;
+  void adamw_update(T* p, const T* g, T* m, T* v, std::size_t n, T lr, T beta1, T beta2, T eps, T weight_decay,
+                    std::int64_t t) override;
+  void sgd_momentum_update(T* p, const T* g, T* buf, std::size_t n, T lr, T momentum) override;
+  void fake_quant_int6(T* dst, const T* src, int rows, int cols) override;
 };
 
 extern template class CpuOps<float>;

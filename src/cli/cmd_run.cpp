@@ -1,0 +1,169 @@
+// pgolf run: the main job. Train -> apply the weight average -> evaluate -> results.json,
+// from one config (the embedded default, configs/tiny.json, when none is given).
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <memory>
+
+#include "backend/cpu/cpu_ops.hpp"
+#include "cli/commands.hpp"
+#include "cli/model_args.hpp"
+#include "common/error.hpp"
+#include "common/json.hpp"
+#include "common/strings.hpp"
+#include "common/version.hpp"
+#include "dist/communicator.hpp"
+#include "eval/evaluator.hpp"
+#include "model/params.hpp"
+#include "train/report.hpp"
+#include "train/trainer.hpp"
+
+namespace pgolf::cli {
+
+namespace {
+
+struct RunOptions {
+  ConfigArgs cfg;
+  std::string out;
+  bool resume = false;
+  bool force = false;
+  std::int64_t seed = -1;
+};
+
+// The embedded default: configs/tiny.json of the working directory, else of the source tree
+// this binary was built from.
+std::string default_config() {
+  for (const fs::path& p : {fs::path("configs/tiny.json"), fs::path(PGOLF_SOURCE_DIR) / "configs/tiny.json"})
+    if (fs::exists(p)) return p.string();
+  fail(ErrorKind::usage, "run: no config given and configs/tiny.json not found (looked in ", fs::current_path().string(),
+       " and ", PGOLF_SOURCE_DIR, "); pass a config file");
+}
+
+json step_records(const std::vector<train::StepRecord>& steps) {
+  json out = json::array();
+  for (const auto& s : steps)
+    out.push_back({{"step", s.step + 1}, {"loss", s.loss}, {"lr_scale", s.lr_scale}, {"grad_norm", s.grad_norm},
+                   {"step_ms", s.step_ms}});
+  return out;
+}
+
+void run_main(RunOptions o) {
+  if (o.cfg.config.empty()) o.cfg.config = default_config();
+  auto loaded = load_config_args(o.cfg);
+  const config::Config& c = loaded.config;
+  select_cpu_backend(c);
+  const fs::path dir = o.out.empty() ? fs::path(c.output_dir) / c.name : fs::path(o.out);
+  train::RunPaths paths{dir};
+  const fs::path latest = paths.checkpoints() / "latest";
+  if (o.resume && !fs::exists(latest))
+    fail(ErrorKind::usage, "--resume: ", dir.string(), " has no checkpoint to resume (", latest.string(), " is missing)");
+  if (!o.resume && fs::exists(latest)) {
+    if (!o.force)
+      fail(ErrorKind::usage, dir.string(), ": already holds a run (", trim(read_file(latest)),
+           "); pass --resume to continue it, --force to start over, or --out for another directory");
+    std::error_code ec;
+    fs::remove_all(paths.checkpoints(), ec);
+    fs::remove(paths.log(), ec);
+  }
+  std::fprintf(stderr, "pgolf %s (git %s): run %s from %s into %s\n", std::string(build_info().version).c_str(),
+               std::string(build_info().git_hash).c_str(), c.name.c_str(), o.cfg.config.c_str(), dir.string().c_str());
+  config::save_resolved_config(c, dir / "config.json");
+
+  backend::CpuOps<float> ops;
+  dist::LocalCommunicator comm;
+  train::Trainer trainer(c, comm, ops, paths);
+  trainer.model().print_layout(stderr, false);
+  if (o.resume) {
+    const fs::path ckpt = paths.checkpoints() / std::string(trim(read_file(latest)));
+    trainer.resume(ckpt);
+    std::fprintf(stderr, "resumed from %s after step %lld\n", ckpt.string().c_str(),
+                 static_cast<long long>(trainer.steps_done()));
+  } else {
+    trainer.init_weights(static_cast<std::uint64_t>(o.seed >= 0 ? o.seed : c.seed));
+  }
+  train::install_stop_signal_handlers();
+  const train::StopReason reason = trainer.run(train::stop_signal_received);
+
+  json results = {{"pgolf", {{"version", build_info().version}, {"git", build_info().git_hash}}},
+                  {"status", train::stop_reason_name(reason)},
+                  {"steps", trainer.steps_done()},
+                  {"train_seconds", trainer.elapsed_s()},
+                  {"tokens_seen", trainer.steps_done() * trainer.tokens_per_step()},
+                  {"tokens_per_second", static_cast<double>(trainer.steps_done() * trainer.tokens_per_step()) /
+                                            std::max(trainer.elapsed_s(), 1e-9)},
+                  {"train_losses", step_records(trainer.history())},
+                  {"config", config::to_json(c)}};
+  json vals = json::array();
+  for (const auto& v : trainer.validations())
+    vals.push_back({{"step", v.step}, {"val_loss", v.val_loss}, {"val_bpb", v.val_bpb}});
+  results["validations"] = vals;
+  train::write_loss_svg(dir / "loss_curve.svg", cat("pgolf ", c.name, ": training loss"), trainer.history(),
+                        trainer.validations());
+  if (reason == train::StopReason::interrupted) {
+    results["peak_rss_mib"] = train::peak_rss_mib();
+    write_file_atomic(dir / "results.json", dump_json(results, 2) + "\n");
+    std::fprintf(stderr, "run: interrupted; continue with: pgolf run %s --resume --out %s\n", o.cfg.config.c_str(),
+                 dir.string().c_str());
+    throw Interrupted();
+  }
+
+  // Export the averaged weights and evaluate them (SPEC 4.4, 6.1/6.2).
+  const std::vector<float> exported = trainer.export_weights();
+  const char* averaging = c.train.swa.apply ? "swa" : c.train.ema.enabled ? "ema" : "none";
+  model::save_checkpoint(dir / "model.safetensors", trainer.model().table(), exported,
+                         {{"format", "pgolf-params-v1"}, {"config_name", c.name}, {"averaging", averaging},
+                          {"steps", std::to_string(trainer.steps_done())}});
+  trainer.model().set_params(exported);
+  trainer.model().set_forward_weights(nullptr);
+  eval::EvalOptions eo;
+  eo.mode = c.eval.sliding ? eval::Mode::sliding : eval::Mode::nonoverlap;
+  eo.stride = static_cast<int>(c.eval.stride);
+  eo.batch_windows = static_cast<int>(c.eval.batch_windows);
+  eo.record_rescore = c.eval.tail == config::SlidingTail::record_rescore;
+  eo.nll_out = dir / "val_nll.f64";
+  const eval::ValStream stream = eval::load_val_stream(c);
+  const eval::EvalResult e = eval::evaluate(trainer.model(), stream, trainer.byte_tables(), eo);
+  const auto model_bytes = fs::file_size(dir / "model.safetensors");
+  results["final_eval"] = {{"weights", averaging},
+                           {"mode", e.mode},
+                           {"stride", eo.mode == eval::Mode::sliding ? eo.stride : 0},
+                           {"compliant", !eo.record_rescore},
+                           {"val_loss", e.val_loss},
+                           {"val_bpb", e.val_bpb},
+                           {"scored", e.scored},
+                           {"targets", e.targets},
+                           {"seconds", e.seconds}};
+  results["model_file_bytes"] = model_bytes;
+  results["peak_rss_mib"] = train::peak_rss_mib();
+  write_file_atomic(dir / "results.json", dump_json(results, 2) + "\n");
+  std::printf("run %s: %lld steps in %.1f s; %s weights: val_loss %.4f val_bpb %.4f (%s%s, %lld targets)\n",
+              c.name.c_str(), static_cast<long long>(trainer.steps_done()), trainer.elapsed_s(), averaging, e.val_loss,
+              e.val_bpb, e.mode.c_str(), eo.mode == eval::Mode::sliding ? cat(" stride ", eo.stride).c_str() : "",
+              static_cast<long long>(e.scored));
+  std::printf("model %s (%s, float32; quantised export comes with pgolf's export stage); results %s\n",
+              (dir / "model.safetensors").string().c_str(), human_bytes(model_bytes).c_str(),
+              (dir / "results.json").string().c_str());
+}
+
+}  // namespace
+
+void register_run(CLI::App& app) {
+  auto o = std::make_shared<RunOptions>();
+  CLI::App* cmd = app.add_subcommand("run", "Train, average, evaluate and report one record attempt from a config");
+  cmd->add_option("config", o->cfg.config, "Config JSON (default: configs/tiny.json, the embedded CPU default)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--set", o->cfg.sets, "Override a config value: PATH=VALUE (repeatable)")->allow_extra_args(false);
+  cmd->add_option("--threads", o->cfg.threads, "CPU threads (default: the config's threads; 0 = all cores)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--out", o->out, "Run directory (default: OUTPUT_DIR/NAME from the config)");
+  cmd->add_flag("--resume", o->resume, "Continue the run in the run directory from its latest checkpoint");
+  cmd->add_flag("--force", o->force, "Start over in a run directory that already holds a run");
+  cmd->add_option("--seed", o->seed, "Initialisation seed (default: the config's seed)")->check(CLI::NonNegativeNumber);
+  cmd->footer(
+      "Writes into the run directory: config.json (resolved), train.log, checkpoints/ (model + training state, every "
+      "train.checkpoint_every steps and at the end; SIGINT/SIGTERM finish the step, save and exit 130), "
+      "model.safetensors (the EMA/SWA weights), val_nll.f64, results.json and loss_curve.svg.");
+  cmd->callback([o] { run_main(*o); });
+}
+
+}  // namespace pgolf::cli

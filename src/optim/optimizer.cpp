@@ -1,0 +1,129 @@
+#include "optim/optimizer.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "common/error.hpp"
+
+namespace pgolf::optim {
+
+template <class T>
+void newton_schulz(backend::Ops<T>& ops, T* x, int rows, int cols, const std::vector<double>& coefficients, int steps,
+                   T* scratch) {
+  const std::size_t n = static_cast<std::size_t>(rows) * cols;
+  const double norm = std::sqrt(ops.sum_squares(x, n));
+  ops.scale_values(x, static_cast<T>(1.0 / (norm + 1e-7)), n);
+  // Iterate on the wide orientation (r <= c) so the Gram matrices are r x r.
+  const bool tall = rows > cols;
+  const int r = tall ? cols : rows, c = tall ? rows : cols;
+  const auto k2 = static_cast<std::size_t>(r) * r;
+  T* a = scratch;       // A = X X^T (r x r)
+  T* aa = a + k2;        // A A, then B (r x r)
+  T* xw = aa + k2;       // the working matrix X (r x c)
+  T* bx = xw + n;        // B X (r x c)
+  if (tall) {
+    ops.transpose(xw, x, rows, cols);
+  } else {
+    ops.copy_values(xw, x, n);
+  }
+  const T ca = static_cast<T>(coefficients[0]), cb = static_cast<T>(coefficients[1]), cc = static_cast<T>(coefficients[2]);
+  for (int i = 0; i < steps; ++i) {
+    ops.gemm(a, xw, xw, r, r, c, false, true, T(1), T(0));   // A = X X^T
+    ops.gemm(aa, a, a, r, r, r, false, false, T(1), T(0));   // A A
+    ops.axpby(aa, a, cc, cb, k2);                             // B = b A + c A A
+    ops.gemm(bx, aa, xw, r, c, r, false, false, T(1), T(0)); // B X
+    ops.axpby(xw, bx, ca, T(1), n);                           // X = a X + B X
+  }
+  if (tall) {
+    ops.transpose(x, xw, cols, rows);
+  } else {
+    ops.copy_values(x, xw, n);
+  }
+}
+
+double muon_momentum(const config::MuonConfig& m, std::int64_t step) {
+  const double f = m.momentum_warmup_steps > 0
+                       ? std::min(static_cast<double>(step) / static_cast<double>(m.momentum_warmup_steps), 1.0)
+                       : 1.0;
+  return (1.0 - f) * m.momentum_warmup_start + f * m.momentum;
+}
+
+template <class T>
+void muon_update(backend::Ops<T>& ops, T* w, const T* g, T* buf, T* u, int rows, int cols, double lr, double momentum,
+                 const config::MuonConfig& m, T* ns_scratch) {
+  const std::size_t n = static_cast<std::size_t>(rows) * cols;
+  ops.muon_momentum(buf, u, g, static_cast<T>(momentum), m.nesterov, n);
+  if (m.row_normalize) ops.normalize_rows(u, rows, cols, static_cast<T>(1e-7));
+  newton_schulz(ops, u, rows, cols, m.ns_coefficients, static_cast<int>(m.ns_steps), ns_scratch);
+  const double scale = std::sqrt(std::max(1.0, static_cast<double>(rows) / cols));
+  ops.axpby(w, u, static_cast<T>(1.0 - lr * m.weight_decay), static_cast<T>(-lr * scale), n);
+}
+
+template <class T>
+Optimizer<T>::Optimizer(const model::ParamTable& table, const config::OptimConfig& optim, bool tied_embeddings,
+                        backend::Ops<T>& ops)
+    : table_(table), cfg_(optim), tied_(tied_embeddings), ops_(ops) {
+  const std::size_t n = table.total();
+  muon_buf_ = static_cast<T*>(ops_.allocate(n * sizeof(T)));
+  adam_m_ = static_cast<T*>(ops_.allocate(n * sizeof(T)));
+  adam_v_ = static_cast<T*>(ops_.allocate(n * sizeof(T)));
+  std::size_t max_matrix = 0, max_scratch = 0;
+  for (const auto& p : table.specs())
+    if (p.group == model::ParamGroup::matrix) {
+      max_matrix = std::max(max_matrix, p.numel());
+      max_scratch = std::max(max_scratch, newton_schulz_scratch(static_cast<int>(p.shape[0]), static_cast<int>(p.shape[1])));
+    }
+  u_ = static_cast<T*>(ops_.allocate(std::max<std::size_t>(max_matrix, 1) * sizeof(T)));
+  ns_scratch_ = static_cast<T*>(ops_.allocate(std::max<std::size_t>(max_scratch, 1) * sizeof(T)));
+}
+
+template <class T>
+Optimizer<T>::~Optimizer() {
+  for (T* p : {muon_buf_, adam_m_, adam_v_, u_, ns_scratch_}) ops_.release(p);
+}
+
+template <class T>
+const config::AdamConfig& Optimizer<T>::adam_for(const model::ParamSpec& p) const {
+  switch (p.group) {
+    case model::ParamGroup::embed: return cfg_.embed;
+    case model::ParamGroup::head: return cfg_.head;
+    default: return cfg_.scalar;
+  }
+}
+
+template <class T>
+double Optimizer<T>::base_lr(const model::ParamSpec& p) const {
+  if (p.group == model::ParamGroup::matrix) return cfg_.muon.lr;
+  if (p.name == "tok_emb.weight" && !tied_) return cfg_.untied_embed_lr;
+  return adam_for(p).lr;
+}
+
+template <class T>
+void Optimizer<T>::step(T* params, const T* grads, std::int64_t step, double lr_scale) {
+  const double mu = muon_momentum(cfg_.muon, step);
+  for (const auto& p : table_.specs()) {
+    T* w = params + p.offset;
+    const T* g = grads + p.offset;
+    const double lr = base_lr(p) * lr_scale;
+    if (p.group == model::ParamGroup::matrix) {
+      muon_update(ops_, w, g, muon_buf_ + p.offset, u_, static_cast<int>(p.shape[0]), static_cast<int>(p.shape[1]), lr,
+                  mu, cfg_.muon, ns_scratch_);
+    } else {
+      const config::AdamConfig& a = adam_for(p);
+      ops_.adamw_update(w, g, adam_m_ + p.offset, adam_v_ + p.offset, p.numel(), static_cast<T>(lr),
+                        static_cast<T>(a.beta1), static_cast<T>(a.beta2), static_cast<T>(a.eps),
+                        static_cast<T>(a.weight_decay), step + 1);
+    }
+  }
+}
+
+template void newton_schulz<float>(backend::Ops<float>&, float*, int, int, const std::vector<double>&, int, float*);
+template void newton_schulz<double>(backend::Ops<double>&, double*, int, int, const std::vector<double>&, int, double*);
+template void muon_update<float>(backend::Ops<float>&, float*, const float*, float*, float*, int, int, double, double,
+                                 const config::MuonConfig&, float*);
+template void muon_update<double>(backend::Ops<double>&, double*, const double*, double*, double*, int, int, double,
+                                  double, const config::MuonConfig&, double*);
+template class Optimizer<float>;
+template class Optimizer<double>;
+
+}  // namespace pgolf::optim

@@ -1,0 +1,68 @@
+#pragma once
+// The optimizers of SPEC 4.2 / docs/training.md over the parameter table: Muon (with
+// MuonEq-R) for the matrix group, AdamW for the embed, scalar and head groups; plus the
+// SGD-with-momentum step TTT uses. Control flow is written once here; the arithmetic is
+// backend ops, so the same code drives the CPU and CUDA backends.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "backend/ops.hpp"
+#include "config/config.hpp"
+#include "model/params.hpp"
+
+namespace pgolf::optim {
+
+// Newton-Schulz orthogonalisation in place on x (rows x cols): x = NS5(x / (|x|_F + 1e-7)).
+// `scratch` must hold newton_schulz_scratch(rows, cols) values.
+template <class T>
+void newton_schulz(backend::Ops<T>& ops, T* x, int rows, int cols, const std::vector<double>& coefficients, int steps,
+                   T* scratch);
+inline std::size_t newton_schulz_scratch(int rows, int cols) {
+  const auto k = static_cast<std::size_t>(std::min(rows, cols));
+  return 2 * k * k + 2 * static_cast<std::size_t>(rows) * static_cast<std::size_t>(cols);
+}
+
+// Muon's momentum at step s (linear warmup).
+double muon_momentum(const config::MuonConfig& m, std::int64_t step);
+
+// One Muon update of a matrix: buf and w are updated in place; `u` is rows*cols scratch.
+template <class T>
+void muon_update(backend::Ops<T>& ops, T* w, const T* g, T* buf, T* u, int rows, int cols, double lr, double momentum,
+                 const config::MuonConfig& m, T* ns_scratch);
+
+// Optimizer state for every parameter of a table, laid out like the parameters.
+template <class T>
+class Optimizer {
+ public:
+  Optimizer(const model::ParamTable& table, const config::OptimConfig& optim, bool tied_embeddings,
+            backend::Ops<T>& ops);
+  ~Optimizer();
+  Optimizer(const Optimizer&) = delete;
+  Optimizer& operator=(const Optimizer&) = delete;
+
+  // Applies step `step` (0-based) with every group's lr multiplied by lr_scale.
+  void step(T* params, const T* grads, std::int64_t step, double lr_scale);
+  // The learning rate of a parameter before scaling.
+  double base_lr(const model::ParamSpec& p) const;
+
+  // Named state buffers (device pointers, table.total() values each) for checkpoints.
+  struct StateBuffer {
+    std::string name;
+    T* data;
+  };
+  std::vector<StateBuffer> state() { return {{"muon_momentum", muon_buf_}, {"adam_m", adam_m_}, {"adam_v", adam_v_}}; }
+
+ private:
+  const config::AdamConfig& adam_for(const model::ParamSpec& p) const;
+  const model::ParamTable& table_;
+  config::OptimConfig cfg_;
+  bool tied_;
+  backend::Ops<T>& ops_;
+  T *muon_buf_ = nullptr, *adam_m_ = nullptr, *adam_v_ = nullptr, *u_ = nullptr, *ns_scratch_ = nullptr;
+};
+
+extern template class Optimizer<float>;
+extern template class Optimizer<double>;
+
+}  // namespace pgolf::optim

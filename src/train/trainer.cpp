@@ -1,0 +1,385 @@
+#include "train/trainer.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+
+#include "common/error.hpp"
+#include "common/json.hpp"
+#include "common/strings.hpp"
+#include "common/version.hpp"
+#include "data/tokenizer.hpp"
+#include "io/safetensors.hpp"
+#include "model/params.hpp"
+#include "train/schedule.hpp"
+
+namespace pgolf::train {
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+extern "C" void on_stop_signal(int sig) {
+  g_stop.store(true);
+  std::signal(sig, SIG_DFL);  // a second signal ends the process at once
+}
+
+constexpr const char* kStateFormat = "pgolf-train-state-v1";
+constexpr int kCheckpointsKept = 2;
+
+json step_json(const StepRecord& r) {
+  return {{"step", r.step},         {"loss", r.loss},         {"lr_scale", r.lr_scale}, {"grad_norm", r.grad_norm},
+          {"step_ms", r.step_ms},   {"elapsed_s", r.elapsed_s}, {"qat", r.qat},       {"recurrence", r.recurrence}};
+}
+
+StepRecord step_from_json(const json& j) {
+  StepRecord r;
+  r.step = j.at("step").get<std::int64_t>();
+  r.loss = j.at("loss").get<double>();
+  r.lr_scale = j.at("lr_scale").get<double>();
+  r.grad_norm = j.at("grad_norm").get<double>();
+  r.step_ms = j.at("step_ms").get<double>();
+  r.elapsed_s = j.at("elapsed_s").get<double>();
+  r.qat = j.at("qat").get<bool>();
+  r.recurrence = j.at("recurrence").get<bool>();
+  return r;
+}
+
+}  // namespace
+
+void install_stop_signal_handlers() {
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
+}
+
+bool stop_signal_received() { return g_stop.load(); }
+
+const char* stop_reason_name(StopReason r) {
+  switch (r) {
+    case StopReason::completed: return "completed";
+    case StopReason::wallclock_cap: return "wallclock_cap";
+    case StopReason::interrupted: return "interrupted";
+  }
+  return "?";
+}
+
+Trainer::Trainer(const config::Config& c, dist::Communicator& comm, backend::Ops<float>& ops, RunPaths paths)
+    : cfg_(c), comm_(comm), ops_(ops), paths_(std::move(paths)) {
+  const std::int64_t W = comm_.world_size(), T = c.model.seq_len;
+  accum_ = c.train.grad_accum_steps > 0 ? c.train.grad_accum_steps : std::max<std::int64_t>(1, 8 / W);
+  const std::int64_t per_rank = c.train.batch_tokens / (W * accum_);
+  if (per_rank * W * accum_ != c.train.batch_tokens || per_rank % T != 0 || per_rank == 0)
+    fail(ErrorKind::config, "train.batch_tokens: ", c.train.batch_tokens, " must split into ", W, " rank(s) x ", accum_,
+         " micro-step(s) of whole sequences of model.seq_len = ", T);
+  span_ = per_rank + 1;
+  micro_seqs_ = per_rank / T;
+
+  data::Tokenizer tok(c.data.tokenizer);
+  if (tok.vocab_size() != c.model.vocab_size)
+    fail(ErrorKind::config, "model.vocab_size: ", c.model.vocab_size, " does not match the tokenizer ", c.data.tokenizer,
+         " (vocab size ", tok.vocab_size(), ")");
+  tables_ = std::make_unique<data::ByteTables>(data::build_byte_tables(tok, c.model.vocab_size));
+  loader_ = std::make_unique<TrainLoader>(c.data.train_files, c.model.vocab_size);
+  val_ = std::make_unique<eval::ValStream>(eval::load_val_stream(c));
+
+  const int max_batch = static_cast<int>(std::max<std::int64_t>(micro_seqs_, c.eval.batch_windows));
+  model_ = std::make_unique<model::Model<float>>(c.model, ops_, max_batch, static_cast<int>(T));
+  optimizer_ = std::make_unique<optim::Optimizer<float>>(model_->table(), c.optim, c.model.tie_embeddings, ops_);
+  const std::size_t bytes = model_->table().total() * sizeof(float);
+  if (c.train.ema.enabled) ema_ = static_cast<float*>(ops_.allocate(bytes));
+  if (c.train.swa.enabled) swa_sum_ = static_cast<float*>(ops_.allocate(bytes));
+  if (c.train.qat.enabled) qat_weights_ = static_cast<float*>(ops_.allocate(bytes));
+  if (!paths_.dir.empty() && comm_.rank() == 0) {
+    std::error_code ec;
+    fs::create_directories(paths_.dir, ec);
+    log_file_ = std::fopen(paths_.log().c_str(), "a");
+    if (log_file_ == nullptr) fail(ErrorKind::io, paths_.log().string(), ": cannot open for appending");
+  }
+}
+
+Trainer::~Trainer() {
+  for (float* p : {ema_, swa_sum_, qat_weights_}) ops_.release(p);
+  if (log_file_ != nullptr) std::fclose(log_file_);
+}
+
+void Trainer::log(const std::string& line) {
+  if (comm_.rank() != 0) return;
+  std::printf("%s\n", line.c_str());
+  std::fflush(stdout);
+  if (log_file_ != nullptr) {
+    std::fprintf(log_file_, "%s\n", line.c_str());
+    std::fflush(log_file_);
+  }
+}
+
+void Trainer::init_weights(std::uint64_t seed) {
+  std::vector<float> values;
+  model::init_params(model_->table(), seed, values);
+  set_weights(values);
+}
+
+void Trainer::set_weights(const std::vector<float>& values) {
+  model_->set_params(values);
+  if (ema_ != nullptr) ops_.copy_values(ema_, model_->params(), values.size());
+}
+
+std::vector<float> Trainer::weights() const { return model_->params_host(); }
+
+bool Trainer::qat_covers(const model::ParamSpec& p) const {
+  if (cfg_.train.qat.scope == config::QatScope::all_int6)
+    return model::quant_class(p.name, p.numel(), cfg_.export_.passthrough_max_numel) == model::QuantClass::int6;
+  return p.name == "bigram.proj.weight" || p.name == "ve_shared.proj.weight";  // [record quirk] #549
+}
+
+void Trainer::update_forward_weights() {
+  if (!qat_active_) {
+    model_->set_forward_weights(nullptr);
+    return;
+  }
+  const auto& table = model_->table();
+  ops_.copy_values(qat_weights_, model_->params(), table.total());
+  for (const auto& p : table.specs())
+    if (qat_covers(p) && p.shape.size() == 2)
+      ops_.fake_quant_int6(qat_weights_ + p.offset, model_->params() + p.offset, static_cast<int>(p.shape[0]),
+                           static_cast<int>(p.shape[1]));
+  model_->set_forward_weights(qat_weights_);
+}
+
+StepRecord Trainer::step() {
+  using clock = std::chrono::steady_clock;
+  const auto t0 = clock::now();
+  const config::TrainConfig& tc = cfg_.train;
+  const double mean_step_s = step_ > 0 ? elapsed_s_ / static_cast<double>(step_) : 0.0;
+  const double scale = lr_scale(tc, step_, elapsed_s_, mean_step_s);
+  if (tc.qat.enabled && !qat_active_ && scale < tc.qat.start_scale) {
+    qat_active_ = true;
+    log(cat("late QAT on at step ", step_, " (lr scale ", fixed(scale, 4), ")"));
+  }
+  const auto& rec = cfg_.model.recurrence;
+  const bool recurrence = !rec.virtual_layers.empty() &&
+                          (rec.start_frac > 0 ? tc.wallclock_cap_s > 0 && elapsed_s_ / tc.wallclock_cap_s >= rec.start_frac
+                                              : step_ >= rec.start_step);
+  if (recurrence != model_->recurrence_active()) {
+    model_->set_recurrence_active(recurrence);
+    log(cat("depth recurrence ", recurrence ? "on" : "off", " at step ", step_));
+  }
+  update_forward_weights();
+
+  model_->zero_grads();
+  double loss_sum = 0.0;
+  const int T = static_cast<int>(cfg_.model.seq_len);
+  for (std::int64_t a = 0; a < accum_; ++a) {
+    loader_->next_micro_batch(span_, comm_.rank(), comm_.world_size(), inputs_, targets_);
+    loss_sum += model_->forward(inputs_.data(), targets_.data(), static_cast<int>(micro_seqs_), T);
+    model_->backward(1.0 / static_cast<double>(accum_));
+  }
+  const double loss = comm_.all_reduce_sum(loss_sum / static_cast<double>(accum_)) / comm_.world_size();
+  if (!std::isfinite(loss)) {
+    const fs::path saved = paths_.dir.empty() ? fs::path() : save_checkpoint();
+    fail(ErrorKind::diverged, "step ", step_, ": the training loss is ", loss, "; stopped",
+         saved.empty() ? std::string() : cat(", the state before this step is saved in ", saved.string()),
+         " (lower the learning rates or check the data)");
+  }
+
+  const std::size_t n = model_->table().total();
+  float* grads = model_->grads();
+  auto clip = [&](double norm) {
+    if (tc.grad_clip_norm <= 0) return;
+    const double coef = std::min(1.0, tc.grad_clip_norm / (norm + 1e-6));
+    if (coef < 1.0) ops_.scale_values(grads, static_cast<float>(coef), n);
+  };
+  double grad_norm;
+  if (tc.clip_scope == config::ClipScope::local_rank) {
+    grad_norm = std::sqrt(ops_.sum_squares(grads, n));
+    clip(grad_norm);
+    comm_.all_reduce_mean(grads, n);
+  } else {
+    comm_.all_reduce_mean(grads, n);
+    grad_norm = std::sqrt(ops_.sum_squares(grads, n));
+    clip(grad_norm);
+  }
+  optimizer_->step(model_->params(), grads, step_, scale);
+  if (ema_ != nullptr)
+    ops_.axpby(ema_, model_->params(), static_cast<float>(tc.ema.decay), static_cast<float>(1.0 - tc.ema.decay), n);
+  ++step_;
+  if (swa_sum_ != nullptr && scale < tc.swa.start_scale && step_ % tc.swa.every == 0) {
+    ops_.axpby(swa_sum_, model_->params(), 1.0f, 1.0f, n);
+    ++swa_count_;
+  }
+  ops_.synchronize();
+  const double dt = std::chrono::duration<double>(clock::now() - t0).count();
+  elapsed_s_ += dt;
+  StepRecord r{step_ - 1, loss, scale, grad_norm, dt * 1e3, elapsed_s_, qat_active_, recurrence};
+  history_.push_back(r);
+  return r;
+}
+
+ValRecord Trainer::validate() {
+  model_->set_forward_weights(nullptr);
+  eval::EvalOptions o;
+  o.mode = eval::Mode::nonoverlap;
+  o.batch_windows = static_cast<int>(std::max<std::int64_t>(micro_seqs_, cfg_.eval.batch_windows));
+  o.progress = false;
+  eval::EvalResult e = eval::evaluate(*model_, *val_, *tables_, o);
+  ValRecord v{step_, e.val_loss, e.val_bpb};
+  validations_.push_back(v);
+  log(cat("step ", step_, "/", cfg_.train.iterations, " val_loss ", fixed(e.val_loss, 4), " val_bpb ",
+          fixed(e.val_bpb, 4), " (", with_commas(static_cast<std::uint64_t>(e.scored)), " targets, ", fixed(e.seconds, 1),
+          " s)"));
+  return v;
+}
+
+StopReason Trainer::run(const std::function<bool()>& stop_requested) {
+  const config::TrainConfig& tc = cfg_.train;
+  const bool tty = ::isatty(::fileno(stdout)) != 0;
+  log(cat("training ", cfg_.name, ": ", tc.iterations, " steps of ", with_commas(static_cast<std::uint64_t>(tc.batch_tokens)),
+          " tokens (", comm_.world_size(), " rank(s) x ", accum_, " micro-step(s) x ", micro_seqs_, " x ",
+          cfg_.model.seq_len, ")", step_ > 0 ? cat(", resuming after step ", step_) : std::string()));
+  StopReason reason = StopReason::completed;
+  while (step_ < tc.iterations) {
+    if (tc.wallclock_cap_s > 0 && comm_.any(elapsed_s_ >= tc.wallclock_cap_s)) {
+      reason = StopReason::wallclock_cap;
+      log(cat("stopping at the wall-clock cap: ", fixed(elapsed_s_, 1), " s after ", step_, " steps"));
+      break;
+    }
+    const StepRecord r = step();
+    const double tok_s = static_cast<double>(tc.batch_tokens) / (r.step_ms / 1e3);
+    const double eta = (elapsed_s_ / static_cast<double>(step_)) * static_cast<double>(tc.iterations - step_);
+    const std::string line = cat("step ", step_, "/", tc.iterations, " loss ", fixed(r.loss, 4), " lr_scale ",
+                                 fixed(r.lr_scale, 3), " grad_norm ", fixed(r.grad_norm, 3), " ", fixed(r.step_ms, 0),
+                                 " ms ", with_commas(static_cast<std::uint64_t>(tok_s)), " tok/s ETA ", fixed(eta, 0), " s");
+    if (step_ <= 10 || (tc.log_every > 0 && step_ % tc.log_every == 0) || step_ == tc.iterations) {
+      if (tty && comm_.rank() == 0) std::printf("\r\033[K");
+      log(line);
+    } else if (tty && comm_.rank() == 0) {
+      std::printf("\r\033[K%s", line.c_str());
+      std::fflush(stdout);
+    }
+    if (tc.val_every > 0 && step_ % tc.val_every == 0 && step_ < tc.iterations) validate();
+    if (tc.checkpoint_every > 0 && step_ % tc.checkpoint_every == 0 && step_ < tc.iterations) save_checkpoint();
+    if (comm_.any(stop_requested())) {
+      const fs::path saved = save_checkpoint();
+      log(cat("interrupted after step ", step_, "; the state is saved in ", saved.string()));
+      return StopReason::interrupted;
+    }
+  }
+  save_checkpoint();
+  validate();
+  return reason;
+}
+
+fs::path Trainer::save_checkpoint() {
+  if (paths_.dir.empty()) fail(ErrorKind::internal, "trainer: no run directory to save checkpoints in");
+  if (comm_.rank() != 0) return {};
+  const auto& table = model_->table();
+  const std::size_t n = table.total();
+  char name[32];
+  std::snprintf(name, sizeof name, "step_%07lld", static_cast<long long>(step_));
+  const fs::path root = paths_.checkpoints(), final_dir = root / name, tmp = root / cat(".tmp-", name, "-", ::getpid());
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  fs::create_directories(tmp, ec);
+  if (ec) fail(ErrorKind::io, tmp.string(), ": cannot create directory: ", ec.message());
+
+  const json model_cfg = config::to_json(cfg_)["model"];
+  model::save_checkpoint(tmp / "model.safetensors", table, model_->params_host(),
+                         {{"format", "pgolf-params-v1"}, {"step", std::to_string(step_)}, {"model_config", dump_json(model_cfg)}});
+  io::SafetensorsWriter w;
+  auto add = [&](const std::string& tensor, const float* device) {
+    std::vector<float> host(n);
+    ops_.to_host(host.data(), device, n * sizeof(float));
+    w.add_f32(tensor, {static_cast<std::int64_t>(n)}, host);
+  };
+  for (const auto& s : optimizer_->state()) add("optim." + s.name, s.data);
+  if (ema_ != nullptr) add("ema", ema_);
+  if (swa_sum_ != nullptr) add("swa_sum", swa_sum_);
+  json history = json::array(), vals = json::array();
+  for (const auto& r : history_) history.push_back(step_json(r));
+  for (const auto& v : validations_) vals.push_back({{"step", v.step}, {"val_loss", v.val_loss}, {"val_bpb", v.val_bpb}});
+  const LoaderPosition pos = loader_->position();
+  w.set_metadata("format", kStateFormat);
+  w.set_metadata("pgolf_git", std::string(build_info().git_hash));
+  w.set_metadata("step", std::to_string(step_));
+  w.set_metadata("elapsed_s", dump_json(json(elapsed_s_)));
+  w.set_metadata("loader", dump_json({{"shard", pos.shard}, {"offset", pos.offset}, {"passes", pos.passes}}));
+  w.set_metadata("swa_count", std::to_string(swa_count_));
+  w.set_metadata("qat_active", qat_active_ ? "true" : "false");
+  w.set_metadata("world_size", std::to_string(comm_.world_size()));
+  w.set_metadata("model_config", dump_json(model_cfg));
+  w.set_metadata("history", dump_json(history));
+  w.set_metadata("validations", dump_json(vals));
+  w.write(tmp / "state.safetensors");
+
+  fs::remove_all(final_dir, ec);
+  fs::rename(tmp, final_dir, ec);
+  if (ec) fail(ErrorKind::io, final_dir.string(), ": cannot move the checkpoint into place: ", ec.message());
+  write_file_atomic(root / "latest", std::string(name) + "\n");
+  // Keep the newest few checkpoints.
+  std::vector<fs::path> all;
+  for (const auto& e : fs::directory_iterator(root, ec))
+    if (e.is_directory() && e.path().filename().string().rfind("step_", 0) == 0) all.push_back(e.path());
+  std::sort(all.begin(), all.end());
+  for (std::size_t i = 0; i + kCheckpointsKept < all.size(); ++i) fs::remove_all(all[i], ec);
+  return final_dir;
+}
+
+void Trainer::resume(const fs::path& checkpoint_dir) {
+  const auto& table = model_->table();
+  const std::size_t n = table.total();
+  model_->set_params(model::load_checkpoint(checkpoint_dir / "model.safetensors", table));
+  const fs::path state_path = checkpoint_dir / "state.safetensors";
+  auto st = io::SafetensorsFile::open(state_path);
+  auto meta = [&](const char* key) -> const std::string& {
+    auto it = st.metadata().find(key);
+    if (it == st.metadata().end()) fail(ErrorKind::format, state_path.string(), ": no \"", key, "\" in the metadata");
+    return it->second;
+  };
+  if (meta("format") != kStateFormat)
+    fail(ErrorKind::format, state_path.string(), ": format \"", meta("format"), "\", expected \"", kStateFormat, "\"");
+  if (json::parse(meta("model_config")) != config::to_json(cfg_)["model"])
+    fail(ErrorKind::config, "model: the config's model section differs from the one the checkpoint ",
+         checkpoint_dir.string(), " was trained with");
+  if (std::stoi(meta("world_size")) != comm_.world_size())
+    fail(ErrorKind::config, checkpoint_dir.string(), ": trained on ", meta("world_size"), " rank(s), resumed on ",
+         comm_.world_size(), "; resume with the same world size");
+  auto restore = [&](const std::string& tensor, float* device) {
+    const io::TensorView& t = st.at(tensor);
+    if (t.dtype != io::DType::F32 || t.numel() != static_cast<std::int64_t>(n))
+      fail(ErrorKind::format, state_path.string(), ": \"", tensor, "\" is not ", n, " float32 values");
+    ops_.to_device(device, t.data.data(), n * sizeof(float));
+  };
+  for (const auto& s : optimizer_->state()) restore("optim." + s.name, s.data);
+  if (ema_ != nullptr) restore("ema", ema_);
+  if (swa_sum_ != nullptr) restore("swa_sum", swa_sum_);
+  step_ = std::stoll(meta("step"));
+  elapsed_s_ = json::parse(meta("elapsed_s")).get<double>();
+  const json pos = json::parse(meta("loader"));
+  loader_->seek({pos.at("shard").get<std::int64_t>(), pos.at("offset").get<std::int64_t>(),
+                 pos.at("passes").get<std::int64_t>()});
+  swa_count_ = std::stoll(meta("swa_count"));
+  qat_active_ = meta("qat_active") == "true";
+  history_.clear();
+  for (const auto& j : json::parse(meta("history"))) history_.push_back(step_from_json(j));
+  validations_.clear();
+  for (const auto& j : json::parse(meta("validations")))
+    validations_.push_back({j.at("step").get<std::int64_t>(), j.at("val_loss").get<double>(), j.at("val_bpb").get<double>()});
+}
+
+std::vector<float> Trainer::export_weights() const {
+  const std::size_t n = model_->table().total();
+  std::vector<float> out(n);
+  if (cfg_.train.swa.apply && swa_sum_ != nullptr && swa_count_ > 0) {
+    ops_.to_host(out.data(), swa_sum_, n * sizeof(float));
+    for (auto& x : out) x = static_cast<float>(static_cast<double>(x) / static_cast<double>(swa_count_));
+  } else if (ema_ != nullptr) {
+    ops_.to_host(out.data(), ema_, n * sizeof(float));
+  } else {
+    out = model_->params_host();
+  }
+  return out;
+}
+
+}  // namespace pgolf::train

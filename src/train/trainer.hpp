@@ -1,0 +1,119 @@
+#pragma once
+// The training loop of SPEC 4 / docs/training.md: batches, the learning-rate schedule,
+// clipping, optimizer steps, EMA / SWA / late QAT, depth-recurrence switch-on, periodic
+// validation, checkpoints that resume bit for bit, and clean stops on signals or NaN.
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/ops.hpp"
+#include "config/config.hpp"
+#include "data/bpb.hpp"
+#include "dist/communicator.hpp"
+#include "eval/evaluator.hpp"
+#include "model/model.hpp"
+#include "optim/optimizer.hpp"
+#include "train/loader.hpp"
+
+namespace pgolf::train {
+
+struct StepRecord {
+  std::int64_t step = 0;  // 0-based index of the step
+  double loss = 0.0;
+  double lr_scale = 0.0;
+  double grad_norm = 0.0;  // before clipping
+  double step_ms = 0.0;
+  double elapsed_s = 0.0;  // training time after the step
+  bool qat = false;
+  bool recurrence = false;
+};
+
+struct ValRecord {
+  std::int64_t step = 0;  // steps completed when measured
+  double val_loss = 0.0;
+  double val_bpb = 0.0;
+};
+
+enum class StopReason { completed, wallclock_cap, interrupted };
+const char* stop_reason_name(StopReason r);
+
+// Where a run keeps its files.
+struct RunPaths {
+  fs::path dir;
+  fs::path checkpoints() const { return dir / "checkpoints"; }
+  fs::path log() const { return dir / "train.log"; }
+};
+
+class Trainer {
+ public:
+  Trainer(const config::Config& c, dist::Communicator& comm, backend::Ops<float>& ops, RunPaths paths);
+  ~Trainer();
+
+  // Fresh weights from the parameter table's init (seed), or given ones.
+  void init_weights(std::uint64_t seed);
+  void set_weights(const std::vector<float>& values);
+  // Restores weights and the whole training state from a checkpoint directory.
+  void resume(const fs::path& checkpoint_dir);
+
+  // One training step (docs/training.md). Throws Error(diverged) on a non-finite loss,
+  // after saving a checkpoint of the state before the step.
+  StepRecord step();
+  // Steps until done, the wall-clock cap, or `stop_requested()` turns true; logs, validates
+  // and checkpoints as configured.
+  StopReason run(const std::function<bool()>& stop_requested);
+
+  // Validation (non-overlapping, SPEC 6.1) of the current weights on the val stream.
+  ValRecord validate();
+  // Writes model.safetensors + state.safetensors into checkpoints/step_NNNNNNN (atomically,
+  // via a temporary directory) and points checkpoints/latest at it.
+  fs::path save_checkpoint();
+
+  // The weights to export: EMA (or the SWA average when swa.apply), per the config.
+  std::vector<float> export_weights() const;
+  std::vector<float> weights() const;
+  std::int64_t steps_done() const { return step_; }
+  double elapsed_s() const { return elapsed_s_; }
+  const std::vector<StepRecord>& history() const { return history_; }
+  const std::vector<ValRecord>& validations() const { return validations_; }
+  model::Model<float>& model() { return *model_; }
+  const data::ByteTables& byte_tables() const { return *tables_; }
+  const config::Config& config() const { return cfg_; }
+  std::int64_t tokens_per_step() const { return cfg_.train.batch_tokens; }
+
+ private:
+  void log(const std::string& line);
+  void update_forward_weights();
+  bool qat_covers(const model::ParamSpec& p) const;
+
+  config::Config cfg_;
+  dist::Communicator& comm_;
+  backend::Ops<float>& ops_;
+  RunPaths paths_;
+  std::int64_t accum_ = 1, span_ = 0, micro_seqs_ = 0;
+  std::unique_ptr<model::Model<float>> model_;
+  std::unique_ptr<optim::Optimizer<float>> optimizer_;
+  std::unique_ptr<TrainLoader> loader_;
+  std::unique_ptr<eval::ValStream> val_;
+  std::unique_ptr<data::ByteTables> tables_;
+  float* ema_ = nullptr;
+  float* swa_sum_ = nullptr;
+  float* qat_weights_ = nullptr;
+  std::int64_t swa_count_ = 0;
+  bool qat_active_ = false;
+  std::int64_t step_ = 0;
+  double elapsed_s_ = 0.0;
+  std::vector<StepRecord> history_;
+  std::vector<ValRecord> validations_;
+  std::FILE* log_file_ = nullptr;
+  std::vector<std::int32_t> inputs_, targets_;
+};
+
+// Process-wide stop request set by SIGINT / SIGTERM (the run finishes its step and saves).
+void install_stop_signal_handlers();
+bool stop_signal_received();
+
+}  // namespace pgolf::train

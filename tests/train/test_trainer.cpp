@@ -1,0 +1,203 @@
+// The training loop: the first 20 steps against the PyTorch twin's committed trajectory,
+// bit-exact resume, and the command-line behaviour of `pgolf run` (outputs, SIGTERM, NaN).
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <thread>
+
+#include "backend/cpu/cpu_ops.hpp"
+#include "common/json.hpp"
+#include "common/strings.hpp"
+#include "config/config_loader.hpp"
+#include "dist/communicator.hpp"
+#include "io/safetensors.hpp"
+#include "support/test_support.hpp"
+#include "train/trainer.hpp"
+
+namespace pgolf::train {
+namespace {
+
+const fs::path kGolden = test::source_dir() / "tests/reference/golden";
+const std::string kTiny = (test::source_dir() / "configs/tiny.json").string();
+
+// Acceptance (issue 4): the first 20 steps on a tiny config match the twin's losses within
+// 1e-3 relative (same init, batches and optimizers). Float32 on both sides, with different
+// summation orders; observed: losses within 1.1e-5 relative (6 digits until late QAT starts
+// at step 16, where rounding ties of the fake quantisation decide), gradient norms 4e-4.
+TEST(TrainTrajectory, MatchesTheTwinForTwentySteps) {
+  const json golden = json::parse(test::read_bytes(kGolden / "train_trajectory_v1.json"));
+  const config::Config c = config::load_config(kGolden / "train_tiny.json", {}).config;
+  backend::CpuOps<float> ops;
+  dist::LocalCommunicator comm;
+  test::TempDir dir;
+  Trainer trainer(c, comm, ops, RunPaths{dir.path()});
+  trainer.init_weights(golden["init_seed"].get<std::uint64_t>());
+  const int steps = golden["steps"];
+  for (int s = 0; s < steps; ++s) {
+    SCOPED_TRACE(s);
+    const StepRecord r = trainer.step();
+    const double want = golden["loss"][static_cast<std::size_t>(s)];
+    EXPECT_NEAR(r.loss, want, 1e-3 * want);
+    EXPECT_DOUBLE_EQ(r.lr_scale, golden["lr_scale"][static_cast<std::size_t>(s)].get<double>());
+    const double norm = golden["grad_norm"][static_cast<std::size_t>(s)];
+    EXPECT_NEAR(r.grad_norm, norm, 1e-3 * norm);
+    EXPECT_EQ(r.qat, golden["qat"][static_cast<std::size_t>(s)].get<bool>());
+    EXPECT_EQ(r.recurrence, golden["recurrence"][static_cast<std::size_t>(s)].get<bool>());
+  }
+  // The EMA the run would export agrees too.
+  double sum = 0;
+  for (float x : trainer.export_weights()) sum += x;
+  EXPECT_NEAR(sum, golden["final_ema"]["sum"].get<double>(), 1e-3 * std::fabs(golden["final_ema"]["sum"].get<double>()));
+}
+
+config::Config small_run(std::int64_t iterations) {
+  return config::load_config(std::filesystem::path(kTiny),
+                             {"train.iterations=" + std::to_string(iterations), "train.batch_tokens=1024",
+                              "train.warmdown.iters=4", "train.checkpoint_every=3", "train.val_every=0",
+                              "data.val_max_tokens=1025", "train.qat.start_scale=0.6", "train.swa.every=2",
+                              "train.swa.start_scale=0.9"})
+      .config;
+}
+
+TEST(TrainResume, ReproducesTheUninterruptedRunBitForBit) {
+  const config::Config c = small_run(7);
+  backend::CpuOps<float> ops;
+  dist::LocalCommunicator comm;
+  test::TempDir a, b;
+  std::vector<StepRecord> full;
+  std::vector<float> full_weights, full_export;
+  {
+    Trainer t(c, comm, ops, RunPaths{a.path()});
+    t.init_weights(3);
+    for (int s = 0; s < 7; ++s) {
+      full.push_back(t.step());
+      if (t.steps_done() == 3) t.save_checkpoint();
+    }
+    full_weights = t.weights();
+    full_export = t.export_weights();
+  }
+  Trainer t(c, comm, ops, RunPaths{b.path()});
+  t.resume(a / "checkpoints/step_0000003");
+  ASSERT_EQ(t.steps_done(), 3);
+  for (int s = 3; s < 7; ++s) {
+    const StepRecord r = t.step();
+    EXPECT_EQ(r.loss, full[static_cast<std::size_t>(s)].loss) << "step " << s;
+    EXPECT_EQ(r.grad_norm, full[static_cast<std::size_t>(s)].grad_norm) << "step " << s;
+    EXPECT_EQ(r.qat, full[static_cast<std::size_t>(s)].qat);
+  }
+  EXPECT_TRUE(full[6].qat) << "the resumed steps exercise late QAT";
+  EXPECT_EQ(t.weights(), full_weights);
+  EXPECT_EQ(t.export_weights(), full_export);
+}
+
+TEST(TrainResume, RefusesACheckpointOfAnotherModel) {
+  const config::Config c = small_run(3);
+  backend::CpuOps<float> ops;
+  dist::LocalCommunicator comm;
+  test::TempDir a;
+  {
+    Trainer t(c, comm, ops, RunPaths{a.path()});
+    t.init_weights(1);
+    t.step();
+    t.save_checkpoint();
+  }
+  config::Config other = c;
+  other.model.qk_gain_init = 2.0;  // same shapes, different model section
+  Trainer t(other, comm, ops, RunPaths{a.path()});
+  try {
+    t.resume(a / "checkpoints/step_0000001");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::config);
+    EXPECT_NE(std::string(e.what()).find("step_0000001"), std::string::npos) << e.what();
+  }
+}
+
+std::vector<std::string> run_args(const fs::path& out, std::int64_t iterations) {
+  return {"run",   kTiny,         "--out", out.string(), "--set", "train.iterations=" + std::to_string(iterations),
+          "--set", "train.batch_tokens=512", "--set", "train.warmdown.iters=2", "--set", "data.val_max_tokens=1025",
+          "--set", "train.val_every=2", "--set", "eval.stride=128"};
+}
+
+TEST(RunCommand, WritesEveryOutput) {
+  test::TempDir dir;
+  const fs::path out = dir / "run";
+  auto r = test::run_pgolf(run_args(out, 4));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("val_bpb"), std::string::npos) << r.out;
+  for (const char* f : {"config.json", "train.log", "model.safetensors", "results.json", "loss_curve.svg", "val_nll.f64",
+                        "checkpoints/latest"})
+    EXPECT_TRUE(fs::exists(out / f)) << f;
+  const json res = json::parse(test::read_bytes(out / "results.json"));
+  EXPECT_EQ(res["status"], "completed");
+  EXPECT_EQ(res["steps"], 4);
+  EXPECT_EQ(res["train_losses"].size(), 4u);
+  EXPECT_EQ(res["validations"].size(), 2u) << "at step 2 and at the end";
+  EXPECT_EQ(res["final_eval"]["scored"], 1024);
+  EXPECT_EQ(res["final_eval"]["weights"], "ema");
+  EXPECT_EQ(res["config"]["train"]["iterations"], 4);
+  EXPECT_GT(res["peak_rss_mib"].get<double>(), 0.0);
+  const std::string svg = test::read_bytes(out / "loss_curve.svg");
+  EXPECT_NE(svg.find("<polyline"), std::string::npos);
+  EXPECT_NE(svg.find(">step</text>"), std::string::npos) << "labelled axes";
+  EXPECT_NE(svg.find("loss (nats per token)"), std::string::npos);
+  // The exported weights are a checkpoint pgolf eval reads.
+  auto e = test::run_pgolf({"eval", "-c", kTiny, "--checkpoint", (out / "model.safetensors").string(), "--set",
+                            "data.val_max_tokens=1025", "--mode", "nonoverlap"});
+  EXPECT_EQ(e.exit_code, 0) << e.err;
+  // A second run into the same directory must not clobber it by accident.
+  auto again = test::run_pgolf(run_args(out, 4));
+  EXPECT_EQ(again.exit_code, 2) << again.err;
+  EXPECT_NE(again.err.find("--resume"), std::string::npos) << again.err;
+}
+
+TEST(RunCommand, SigtermSavesAResumableCheckpoint) {
+  test::TempDir dir;
+  const fs::path out = dir / "run";
+  test::PgolfProcess p(run_args(out, 100000));
+  // Wait until training has made progress, then ask it to stop.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (fs::exists(out / "train.log") && test::read_bytes(out / "train.log").find("step 3/") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  p.signal(SIGTERM);
+  auto r = p.wait();
+  EXPECT_EQ(r.exit_code, 130) << r.err;
+  EXPECT_NE(r.err.find("--resume"), std::string::npos) << "says how to continue: " << r.err;
+  const json res = json::parse(test::read_bytes(out / "results.json"));
+  EXPECT_EQ(res["status"], "interrupted");
+  const std::int64_t done = res["steps"];
+  ASSERT_GE(done, 3);
+  const std::string latest(trim(test::read_bytes(out / "checkpoints/latest")));
+  EXPECT_TRUE(fs::exists(out / "checkpoints" / latest / "state.safetensors"));
+  // Resume and finish two more steps.
+  auto args = run_args(out, done + 2);
+  args.push_back("--resume");
+  auto resumed = test::run_pgolf(args);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  const json res2 = json::parse(test::read_bytes(out / "results.json"));
+  EXPECT_EQ(res2["status"], "completed");
+  EXPECT_EQ(res2["steps"], done + 2);
+  EXPECT_EQ(res2["train_losses"].size(), static_cast<std::size_t>(done + 2)) << "the history survives the resume";
+}
+
+TEST(RunCommand, ANonFiniteLossStopsWithASavedCheckpoint) {
+  test::TempDir dir;
+  const fs::path out = dir / "run";
+  auto args = run_args(out, 10);
+  for (const char* s : {"optim.scalar.lr=1e30", "optim.embed.lr=1e30", "train.grad_clip_norm=0"}) {
+    args.push_back("--set");
+    args.push_back(s);
+  }
+  auto r = test::run_pgolf(args);
+  EXPECT_EQ(r.exit_code, 8) << r.err;
+  EXPECT_NE(r.err.find("training loss is"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("saved in"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::exists(out / "checkpoints/latest"));
+}
+
+}  // namespace
+}  // namespace pgolf::train
