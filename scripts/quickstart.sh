@@ -2,8 +2,8 @@
 # First contact on a fresh machine: install dependencies, build, then work through the
 # embedded FineWeb data: tokenize the bundled raw text with the official tokenizer exactly
 # as the challenge does, check it against the bundled train shard, and inspect the
-# tokenizer, the shards and the default config; then initialise the tiny model and
-# evaluate it (an untrained model: val_bpb is that of a uniform guess).
+# tokenizer, the shards and the default config; then run the main job on the embedded
+# default: `pgolf run` trains the tiny model, averages, evaluates and reports val_bpb.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$here"
@@ -21,7 +21,6 @@ echo
 echo
 "$pgolf" inspect shard 'data/fineweb_mini_sp1024/*.bin' --tokenizer data/tokenizers/fineweb_1024_bpe.model --preview 60
 echo
-"$pgolf" inspect config configs/tiny.json
+"$pgolf" inspect config configs/tiny.json --sources
 echo
-"$pgolf" init -c configs/tiny.json -o "$out/tiny_init.safetensors"
-"$pgolf" eval -c configs/tiny.json --checkpoint "$out/tiny_init.safetensors" --mode nonoverlap
+"$pgolf" run configs/tiny.json --out "$out/run" --force

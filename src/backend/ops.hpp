@@ -138,7 +138,8 @@ class Ops : public virtual Device {
   // ----- head and loss ----------------------------------------------------------------------
   // In place on z (n x vocab): logits = cap * tanh(z / cap). Then per row the NLL of the
   // target: nll[i] = logsumexp(logits_i) - logits_i[target_i] (nll may be null), and
-  // *loss_sum (device scalar) = sum of nll (float64-quality summation in a fixed order).
+  // *loss_sum (device scalar) = sum of nll, summed in float64 in a fixed order and then
+  // rounded to T.
   virtual void softcap_ce_forward(T* logits, T* nll, T* loss_sum, const std::int32_t* targets, int n, int vocab,
                                   T cap) = 0;
   // dz (n x vocab) = d(scale * sum nll)/dz from the softcapped logits (scale is 1/n for a mean).

@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <memory>
 
@@ -18,6 +19,7 @@
 #include "eval/evaluator.hpp"
 #include "model/model.hpp"
 #include "model/params.hpp"
+#include "optim/optimizer.hpp"
 
 namespace pgolf::cli {
 
@@ -92,7 +94,9 @@ void run_eval(const EvalCommand& o) {
   opts.nll_out = o.nll_out;
 
   backend::CpuOps<float> ops;
-  model::Model<float> net(c.model, ops, opts.batch_windows, static_cast<int>(c.model.seq_len));
+  const std::int64_t windows = stream.targets() / opts.stride + 1;  // an upper bound on the plan's windows
+  model::Model<float> net(c.model, ops, static_cast<int>(std::min<std::int64_t>(opts.batch_windows, windows)),
+                          static_cast<int>(c.model.seq_len), model::ModelMode::inference);
   net.print_layout(stderr, false);
   net.set_params(params);
   // Depth recurrence is part of the trained model once it has switched on.
@@ -161,10 +165,34 @@ void run_bench(const BenchOptions& o) {
     return std::chrono::duration<double>(clock::now() - t0).count() / o.steps;
   };
   const double fwd = time_steps(false), fwd_bwd = time_steps(true);
+  // A whole training step as the trainer runs it: forward, backward, global-norm clipping,
+  // the optimizers of every group and the EMA update.
+  optim::Optimizer<float> opt(net.table(), c.optim, c.model.tie_embeddings, ops);
+  float* ema = static_cast<float*>(ops.allocate(net.table().total() * sizeof(float)));
+  ops.copy_values(ema, net.params(), net.table().total());
+  std::int64_t step = 0;
+  auto train_step = [&] {
+    net.zero_grads();
+    net.forward(ids.data(), targets.data(), batch, T);
+    net.backward();
+    const double norm = std::sqrt(ops.sum_squares(net.grads(), net.table().total()));
+    if (c.train.grad_clip_norm > 0 && norm > c.train.grad_clip_norm)
+      ops.scale_values(net.grads(), static_cast<float>(c.train.grad_clip_norm / (norm + 1e-6)), net.table().total());
+    opt.step(net.params(), net.grads(), step++, 1.0);
+    ops.axpby(ema, net.params(), static_cast<float>(c.train.ema.decay), static_cast<float>(1.0 - c.train.ema.decay),
+              net.table().total());
+  };
+  for (int i = 0; i < o.warmup; ++i) train_step();
+  const auto t0 = clock::now();
+  for (int i = 0; i < o.steps; ++i) train_step();
+  const double full = std::chrono::duration<double>(clock::now() - t0).count() / o.steps;
+  ops.release(ema);
   const double tokens = static_cast<double>(batch) * T;
   std::printf("bench %s: %d x %d tokens, cpu %d threads\n", c.name.c_str(), batch, T, backend::cpu_threads());
   std::printf("  forward           %9.1f ms/step %12.0f tokens/s\n", fwd * 1e3, tokens / fwd);
   std::printf("  forward+backward  %9.1f ms/step %12.0f tokens/s\n", fwd_bwd * 1e3, tokens / fwd_bwd);
+  std::printf("  training step     %9.1f ms/step %12.0f tokens/s  (+ clipping, optimizers, EMA)\n", full * 1e3,
+              tokens / full);
 }
 
 }  // namespace

@@ -88,8 +88,8 @@ std::vector<Step> layer_schedule(const config::ModelConfig& m, bool recurrence_a
 
 // ----- model ------------------------------------------------------------------------------------------
 template <class T>
-Model<T>::Model(const config::ModelConfig& cfg, backend::Ops<T>& ops, int max_batch, int max_seq)
-    : cfg_(cfg), ops_(ops), table_(cfg), max_batch_(max_batch), max_seq_(max_seq) {
+Model<T>::Model(const config::ModelConfig& cfg, backend::Ops<T>& ops, int max_batch, int max_seq, ModelMode mode)
+    : cfg_(cfg), ops_(ops), table_(cfg), max_batch_(max_batch), max_seq_(max_seq), training_(mode == ModelMode::training) {
   if (max_seq > cfg.seq_len)
     fail(ErrorKind::internal, "model: max_seq ", max_seq, " exceeds model.seq_len ", cfg.seq_len);
   max_steps_ = static_cast<int>(std::max<std::size_t>(layer_schedule(cfg, false).size(),
@@ -122,6 +122,16 @@ Model<T>::Model(const config::ModelConfig& cfg, backend::Ops<T>& ops, int max_ba
   loss_sum_ = static_cast<T*>(ops_.allocate(sizeof(T)));
   build_arena();
   arena_.allocate(ops_);
+  if (!training_)  // every step reuses step 0's sublayer buffers; only the streams are per step
+    for (std::size_t j = 1; j < steps_.size(); ++j) {
+      StepActs& s = steps_[j];
+      T* attn_out = s.attn.out;
+      T* mlp_out = s.mlp.out;
+      s.attn = steps_[0].attn;
+      s.mlp = steps_[0].mlp;
+      s.attn.out = attn_out;
+      s.mlp.out = mlp_out;
+    }
 }
 
 template <class T>
@@ -157,28 +167,31 @@ void Model<T>::build_arena() {
     StepActs& s = steps_[static_cast<std::size_t>(j)];
     const std::string p = cat("step", j, ".");
     AttnActs& t = s.attn;
-    a.add(t.xin, p + "attn.xin", N * d);
-    a.add(t.u, p + "attn.u", N * d);
-    a.add(t.rstd, p + "attn.rstd", N);
-    a.add(t.q, p + "attn.q", N * d);
-    a.add(t.rstd_q, p + "attn.rstd_q", N * H);
-    a.add(t.k, p + "attn.k", N * kvd);
-    a.add(t.rstd_k, p + "attn.rstd_k", N * Hkv);
-    a.add(t.v, p + "attn.v", N * kvd);
-    a.add(t.qr, p + "attn.q_rope", N * d);
-    a.add(t.qg, p + "attn.q_gain", N * d);
-    a.add(t.kr, p + "attn.k_rope", N * kvd);
-    a.add(t.y, p + "attn.y", N * d);
-    a.add(t.lse, p + "attn.lse", N * H);
-    a.add(t.yx, p + "attn.y_xsa", N * d);
-    a.add(t.a, p + "attn.proj", N * d);
-    a.add(t.out, p + "attn.out", N * d);
     MlpActs& m = s.mlp;
-    a.add(m.u, p + "mlp.u", N * d);
-    a.add(m.rstd, p + "mlp.rstd", N);
-    a.add(m.h, p + "mlp.h", N * f);
-    a.add(m.z, p + "mlp.z", N * f);
-    a.add(m.m, p + "mlp.proj", N * d);
+    if (training_ || j == 0) {
+      const std::string q = training_ ? p : std::string("shared.");
+      a.add(t.xin, q + "attn.xin", N * d);
+      a.add(t.u, q + "attn.u", N * d);
+      a.add(t.rstd, q + "attn.rstd", N);
+      a.add(t.q, q + "attn.q", N * d);
+      a.add(t.rstd_q, q + "attn.rstd_q", N * H);
+      a.add(t.k, q + "attn.k", N * kvd);
+      a.add(t.rstd_k, q + "attn.rstd_k", N * Hkv);
+      a.add(t.v, q + "attn.v", N * kvd);
+      a.add(t.qr, q + "attn.q_rope", N * d);
+      a.add(t.qg, q + "attn.q_gain", N * d);
+      a.add(t.kr, q + "attn.k_rope", N * kvd);
+      a.add(t.y, q + "attn.y", N * d);
+      a.add(t.lse, q + "attn.lse", N * H);
+      a.add(t.yx, q + "attn.y_xsa", N * d);
+      a.add(t.a, q + "attn.proj", N * d);
+      a.add(m.u, q + "mlp.u", N * d);
+      a.add(m.rstd, q + "mlp.rstd", N);
+      a.add(m.h, q + "mlp.h", N * f);
+      a.add(m.z, q + "mlp.z", N * f);
+      a.add(m.m, q + "mlp.proj", N * d);
+    }
+    a.add(t.out, p + "attn.out", N * d);
     a.add(m.out, p + "mlp.out", N * d);
     a.add(s.skip_out, p + "skip.out", N * d);
     a.add(s.skip_out_b, p + "skip.out_lane1", N * d);
@@ -189,6 +202,7 @@ void Model<T>::build_arena() {
   a.add(rstd_final_, "head.rstd", N);
   a.add(logits_, "head.logits", N * V);
   a.add(nll_, "head.nll", N);
+  if (!training_) return;
   // Gradient scratch, reused by every step of the backward pass.
   a.add(g_.stream, "grad.stream", N * d);
   a.add(g_.lane1, "grad.lane1", N * d);
@@ -221,7 +235,8 @@ void Model<T>::print_layout(std::FILE* out, bool detailed) const {
 
 template <class T>
 void Model<T>::set_params(const std::vector<float>& host) {
-  if (host.size() != table_.total()) fail(ErrorKind::internal, "set_params: wrong size");
+  if (host.size() != table_.total())
+    fail(ErrorKind::internal, "set_params: ", host.size(), " values for a table of ", table_.total());
   if constexpr (std::is_same_v<T, float>) {
     ops_.to_device(params_, host.data(), host.size() * sizeof(T));
   } else {
@@ -232,7 +247,8 @@ void Model<T>::set_params(const std::vector<float>& host) {
 
 template <class T>
 void Model<T>::set_params(const std::vector<double>& host) {
-  if (host.size() != table_.total()) fail(ErrorKind::internal, "set_params: wrong size");
+  if (host.size() != table_.total())
+    fail(ErrorKind::internal, "set_params: ", host.size(), " values for a table of ", table_.total());
   std::vector<T> v(host.begin(), host.end());
   ops_.to_device(params_, v.data(), v.size() * sizeof(T));
 }
@@ -260,6 +276,7 @@ template <class T>
 void Model<T>::set_recurrence_active(bool active) {
   recurrence_active_ = active;
   schedule_ = layer_schedule(cfg_, active);
+  have_forward_ = false;  // the saved activations belong to the other schedule
 }
 
 template <class T>
@@ -334,14 +351,17 @@ void Model<T>::mlp_forward(StepActs& s, int layer, const T* stream_in) {
 template <class T>
 double Model<T>::forward(const std::int32_t* ids, const std::int32_t* targets, int batch, int seq, T* nll) {
   if (batch < 1 || batch > max_batch_ || seq < 1 || seq > max_seq_)
-    fail(ErrorKind::internal, "model: batch ", batch, " x ", seq, " exceeds the arena (", max_batch_, " x ", max_seq_, ")");
+    fail(ErrorKind::internal, "model: a batch of ", batch, " x ", seq, " does not fit the arena (1..", max_batch_, " x 1..",
+         max_seq_, ")");
   batch_ = batch;
   seq_ = seq;
   const int N = batch * seq, d = static_cast<int>(cfg_.model_dim), V = static_cast<int>(cfg_.vocab_size);
   const auto Nd = static_cast<std::size_t>(N) * d;
-  for (int i = 0; i < N; ++i)
-    if (ids[i] < 0 || ids[i] >= V || targets[i] < 0 || targets[i] >= V)
-      fail(ErrorKind::data, "model input: token id out of range [0, ", V, ") at position ", i);
+  for (int i = 0; i < N; ++i) {
+    if (ids[i] < 0 || ids[i] >= V) fail(ErrorKind::data, "model input: input id ", ids[i], " at position ", i, " is outside [0, ", V, ")");
+    if (targets[i] < 0 || targets[i] >= V)
+      fail(ErrorKind::data, "model input: target id ", targets[i], " at position ", i, " is outside [0, ", V, ")");
+  }
   ops_.to_device(ids_, ids, static_cast<std::size_t>(N) * sizeof(std::int32_t));
   ops_.to_device(targets_, targets, static_cast<std::size_t>(N) * sizeof(std::int32_t));
 
@@ -488,6 +508,7 @@ void Model<T>::mlp_backward(StepActs& s, int layer, const T* stream_in, T* dout)
 
 template <class T>
 void Model<T>::backward(double loss_scale) {
+  if (!training_) fail(ErrorKind::internal, "model: backward() on a model built for inference");
   if (!have_forward_) fail(ErrorKind::internal, "model: backward() without a forward()");
   const int N = batch_ * seq_, d = static_cast<int>(cfg_.model_dim), V = static_cast<int>(cfg_.vocab_size);
   const auto Nd = static_cast<std::size_t>(N) * d;

@@ -54,11 +54,17 @@ struct Step {
 };
 std::vector<Step> layer_schedule(const config::ModelConfig& m, bool recurrence_active);
 
+// Training keeps every step's activations for the backward pass; inference (evaluation)
+// shares one set of sublayer buffers between steps and has no gradient buffers, so it needs
+// a fraction of the memory.
+enum class ModelMode { training, inference };
+
 template <class T>
 class Model {
  public:
   // Activations are sized for up to max_batch sequences of max_seq <= model.seq_len tokens.
-  Model(const config::ModelConfig& cfg, backend::Ops<T>& ops, int max_batch, int max_seq);
+  Model(const config::ModelConfig& cfg, backend::Ops<T>& ops, int max_batch, int max_seq,
+        ModelMode mode = ModelMode::training);
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -122,8 +128,9 @@ class Model {
   void build_arena();
   void attention_forward(StepActs& s, int layer, const T* stream_in);
   void mlp_forward(StepActs& s, int layer, const T* stream_in);
-  // Both take the gradient of the sublayer's output in `dout` and leave the gradient of its
-  // input stream in `dstream_in` (which may be dout for the MLP).
+  // attention_backward takes the gradient of the sublayer's output in `dout` and leaves the
+  // gradient of its input stream in `dstream_in` (which may be dout); mlp_backward turns
+  // `dout` into the gradient of its input stream in place.
   void attention_backward(StepActs& s, int layer, const T* stream_in, T* dout, T* dstream_in);
   void mlp_backward(StepActs& s, int layer, const T* stream_in, T* dout);
   const T* block_param(int layer, const char* suffix) const;
@@ -136,6 +143,7 @@ class Model {
   backend::Ops<T>& ops_;
   ParamTable table_;
   int max_batch_, max_seq_;
+  bool training_;
   int batch_ = 0, seq_ = 0;
   bool recurrence_active_ = false;
   bool have_forward_ = false;

@@ -156,7 +156,10 @@ StepRecord Trainer::step() {
   const double scale = lr_scale(tc, step_, elapsed_s_, mean_step_s);
   if (tc.qat.enabled && !qat_active_ && scale < tc.qat.start_scale) {
     qat_active_ = true;
-    log(cat("late QAT on at step ", step_, " (lr scale ", fixed(scale, 4), ")"));
+    int covered = 0;
+    for (const auto& p : model_->table().specs()) covered += qat_covers(p) ? 1 : 0;
+    log(cat("late QAT on at step ", step_, " (lr scale ", fixed(scale, 4), "): ", covered, " tensor(s) fake-quantised",
+            covered == 0 ? " (none is exported as int6 under this config)" : ""));
   }
   const auto& rec = cfg_.model.recurrence;
   const bool recurrence = !rec.virtual_layers.empty() &&

@@ -77,7 +77,9 @@ TEST(EvalCommand, AnUntrainedModelPredictsUniformlyInBothModes) {
   test::TempDir dir;
   const auto ckpt = dir / "init.safetensors";
   ASSERT_EQ(run_pgolf({"init", "-c", kTiny, "-o", ckpt.string()}).exit_code, 0);
-  // 2049 tokens: 2048 targets = 8 windows of 256; sliding with stride 128 adds 15 windows.
+  // 2049 tokens: 2048 targets, 8 windows of 256 (nonoverlap) or 15 (sliding, stride 128). This
+  // checks the plumbing (counts, files, bpb arithmetic); the numerics are checked against the
+  // PyTorch twin in tests/model/test_interchange.cpp.
   for (const char* mode : {"nonoverlap", "sliding"}) {
     SCOPED_TRACE(mode);
     const auto nll = dir / (std::string(mode) + ".nll"), res = dir / (std::string(mode) + ".json");

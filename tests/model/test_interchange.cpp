@@ -16,22 +16,41 @@ namespace {
 
 const std::filesystem::path kGolden = test::source_dir() / "tests/reference/golden";
 
-double pgolf_eval(const std::filesystem::path& checkpoint, const std::string& mode) {
+// The golden's cases: name -> (pgolf mode, extra --set values, targets scored).
+struct Case {
+  const char* name;
+  const char* mode;
+  std::vector<std::string> sets;
+  int scored;
+};
+const Case kCases[] = {
+    {"nonoverlap", "nonoverlap", {}, 4096},
+    {"sliding", "sliding", {}, 4096},
+    // 4099 targets: the last windows are shorter than seq_len and score only the leftovers.
+    {"sliding_untrimmed_4100", "sliding", {"data.val_max_tokens=4100", "data.trim_val=false"}, 4099},
+};
+
+double pgolf_eval(const std::filesystem::path& checkpoint, const Case& c) {
   test::TempDir dir;
-  auto r = test::run_pgolf({"eval", "-c", (kGolden / "interchange.json").string(), "--checkpoint", checkpoint.string(),
-                            "--mode", mode, "--results", (dir / "r.json").string()});
+  std::vector<std::string> args = {"eval", "-c", (kGolden / "interchange.json").string(), "--checkpoint",
+                                   checkpoint.string(), "--mode", c.mode, "--results", (dir / "r.json").string()};
+  for (const auto& s : c.sets) {
+    args.push_back("--set");
+    args.push_back(s);
+  }
+  auto r = test::run_pgolf(args);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   json j = json::parse(test::read_bytes(dir / "r.json"));
-  EXPECT_EQ(j["scored"], 4096);
+  EXPECT_EQ(j["scored"], c.scored);
   return j["val_loss"].get<double>();
 }
 
 TEST(Interchange, ATwinCheckpointEvaluatesInPgolfToTheTwinsLoss) {
   json expected = json::parse(test::read_bytes(kGolden / "interchange_v1.json"));
-  for (const char* mode : {"nonoverlap", "sliding"}) {
-    const double twin = expected["twin"][mode].get<double>();
-    const double ours = pgolf_eval(kGolden / "interchange_twin_v1.safetensors", mode);
-    EXPECT_NEAR(ours, twin, 1e-5 * twin) << mode;
+  for (const Case& c : kCases) {
+    const double twin = expected["twin"][c.name].get<double>();
+    const double ours = pgolf_eval(kGolden / "interchange_twin_v1.safetensors", c);
+    EXPECT_NEAR(ours, twin, 1e-5 * twin) << c.name;
   }
 }
 
@@ -47,10 +66,10 @@ TEST(Interchange, APgolfCheckpointEvaluatesInTheTwinToPgolfsLoss) {
       << "pgolf's checkpoint writer or random_params changed: rerun tests/reference/make_interchange.sh";
   // ...and the twin's evaluation of it (committed) matches pgolf's.
   json expected = json::parse(test::read_bytes(kGolden / "interchange_v1.json"));
-  for (const char* mode : {"nonoverlap", "sliding"}) {
-    const double twin = expected["pgolf"][mode].get<double>();
-    const double ours = pgolf_eval(kGolden / "interchange_pgolf_v1.safetensors", mode);
-    EXPECT_NEAR(ours, twin, 1e-5 * twin) << mode;
+  for (const Case& c : kCases) {
+    const double twin = expected["pgolf"][c.name].get<double>();
+    const double ours = pgolf_eval(kGolden / "interchange_pgolf_v1.safetensors", c);
+    EXPECT_NEAR(ours, twin, 1e-5 * twin) << c.name;
   }
 }
 

@@ -22,21 +22,9 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import twin  # noqa: E402
 
-SHARD_MAGIC = 20240520
 
 
-def read_shard(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    if len(raw) < 1024:
-        raise ValueError(f"{path}: shorter than the 1024-byte shard header")
-    header = struct.unpack("<256i", raw[:1024])
-    if header[0] != SHARD_MAGIC or header[1] != 1:
-        raise ValueError(f"{path}: not a token shard (magic {header[0]}, version {header[1]})")
-    n = header[2]
-    if len(raw) != 1024 + 2 * n:
-        raise ValueError(f"{path}: size {len(raw)} != 1024 + 2 * {n}")
-    return np.frombuffer(raw, dtype="<u2", count=n, offset=1024).astype(np.int64)
+read_shard = twin.read_shard
 
 
 def load_checkpoint(path, cfg):

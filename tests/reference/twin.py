@@ -105,13 +105,7 @@ def load_config(path_or_dict):
     dict holding a "model" section, or a dict that is a model section itself. Missing keys
     take the PR #549 defaults. "extends" is not followed: resolve with pgolf first.
     """
-    if isinstance(path_or_dict, dict):
-        raw = path_or_dict
-    else:
-        with open(path_or_dict, "r", encoding="utf-8") as f:
-            raw = json.load(f)
-    if "extends" in raw:
-        raise ValueError("config uses 'extends'; resolve it with `pgolf inspect config FILE` first")
+    raw = read_config_json(path_or_dict)
     model = raw["model"] if "model" in raw and isinstance(raw["model"], dict) else raw
     cfg = _merge(DEFAULT_MODEL, model, "model.")
     _validate(cfg)
@@ -453,6 +447,36 @@ _ST_DTYPES = {
     "U8": (torch.uint8, "u1", 1), "BOOL": (torch.bool, "?", 1),
 }
 _TORCH_TO_ST = {v[0]: k for k, v in _ST_DTYPES.items()}
+
+
+SHARD_MAGIC = 20240520
+
+
+def read_shard(path):
+    """A challenge token shard (SPEC 2.1) as int64 token ids."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 1024:
+        raise ValueError(f"{path}: shorter than the 1024-byte shard header")
+    header = struct.unpack("<256i", raw[:1024])
+    if header[0] != SHARD_MAGIC or header[1] != 1:
+        raise ValueError(f"{path}: not a token shard (magic {header[0]}, version {header[1]})")
+    n = header[2]
+    if len(raw) != 1024 + 2 * n:
+        raise ValueError(f"{path}: size {len(raw)} != 1024 + 2 * {n}")
+    return np.frombuffer(raw, dtype="<u2", count=n, offset=1024).astype(np.int64)
+
+
+def read_config_json(path_or_dict):
+    """A resolved pgolf config (dict or file); refuses unresolved "extends"."""
+    if isinstance(path_or_dict, dict):
+        raw = path_or_dict
+    else:
+        with open(path_or_dict, "r", encoding="utf-8") as f:
+            raw = json.load(f)
+    if "extends" in raw:
+        raise ValueError("config uses 'extends'; resolve it with `pgolf inspect config FILE` first")
+    return raw
 
 
 def _tensor_bytes(t):

@@ -39,7 +39,6 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import twin  # noqa: E402
 
-SHARD_MAGIC = 20240520
 CLIP_EPS = 1e-6
 MUON_NORM_EPS = 1e-7
 ROW_NORM_FLOOR = 1e-7
@@ -52,18 +51,7 @@ RECORD_SMALL_PROJECTIONS = ("bigram.proj.weight", "ve_shared.proj.weight")
 # Data: the train stream (docs/training.md "Batches")
 # --------------------------------------------------------------------------------------
 
-def read_shard(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    if len(raw) < 1024:
-        raise ValueError(f"{path}: shorter than the 1024-byte shard header")
-    header = struct.unpack("<256i", raw[:1024])
-    if header[0] != SHARD_MAGIC or header[1] != 1:
-        raise ValueError(f"{path}: not a token shard (magic {header[0]}, version {header[1]})")
-    n = header[2]
-    if len(raw) != 1024 + 2 * n:
-        raise ValueError(f"{path}: size {len(raw)} != 1024 + 2 * {n}")
-    return np.frombuffer(raw, dtype="<u2", count=n, offset=1024).astype(np.int64)
+read_shard = twin.read_shard
 
 
 class TrainStream:
@@ -291,13 +279,7 @@ def _req(section, key, where):
 
 
 def load_full_config(path_or_dict):
-    if isinstance(path_or_dict, dict):
-        raw = path_or_dict
-    else:
-        with open(path_or_dict, "r", encoding="utf-8") as f:
-            raw = json.load(f)
-    if "extends" in raw:
-        raise ValueError("config uses 'extends'; resolve it with `pgolf inspect config FILE` first")
+    raw = twin.read_config_json(path_or_dict)
     for sec in ("train", "optim"):
         _req(raw, sec, "config")
     return raw

@@ -358,16 +358,16 @@ void CpuOps<T>::smear_backward(T* dx, T* dgate, const T* dy, const T* x, const T
 // ----- skips and lanes ------------------------------------------------------------------------------
 template <class T>
 void CpuOps<T>::skip_forward(T* x, const T* s, const T* w, const T* gate, int n, int dim) {
+  std::vector<T> sg(static_cast<std::size_t>(dim), T(1));
+  if (gate != nullptr)
+    for (int c = 0; c < dim; ++c) sg[c] = sigmoid(gate[c]);
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < n; ++i) {
     const std::size_t o = static_cast<std::size_t>(i) * dim;
-    for (int c = 0; c < dim; ++c) {
-      if (gate == nullptr) {
-        x[o + c] += w[c] * s[o + c];
-      } else {
-        const T sg = sigmoid(gate[c]);
-        x[o + c] = sg * x[o + c] + (T(1) - sg) * (w[c] * s[o + c]);
-      }
+    if (gate == nullptr) {
+      for (int c = 0; c < dim; ++c) x[o + c] += w[c] * s[o + c];
+    } else {
+      for (int c = 0; c < dim; ++c) x[o + c] = sg[c] * x[o + c] + (T(1) - sg[c]) * (w[c] * s[o + c]);
     }
   }
 }

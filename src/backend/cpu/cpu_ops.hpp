@@ -1,7 +1,9 @@
 #pragma once
 // The CPU reference backend: OpenMP loops and OpenBLAS GEMM, in float or double.
-// Every reduction runs over a fixed partition of the data (independent of the thread
-// count) and combines partial sums in a fixed order, in double precision.
+// pgolf's own reductions run over a fixed partition of the data (independent of the thread
+// count) and combine partial sums in a fixed order, in double precision; results are
+// bit-identical for the same inputs and thread count (OpenBLAS's GEMMs may round
+// differently for another thread count).
 #include "backend/ops.hpp"
 
 namespace pgolf::backend {
