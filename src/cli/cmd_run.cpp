@@ -48,6 +48,9 @@ json step_records(const std::vector<train::StepRecord>& steps) {
 }
 
 void run_main(RunOptions o) {
+  // `--resume --out DIR` without a config continues with the run's own resolved config.
+  if (o.cfg.config.empty() && o.resume && !o.out.empty() && fs::exists(fs::path(o.out) / "config.json"))
+    o.cfg.config = (fs::path(o.out) / "config.json").string();
   if (o.cfg.config.empty()) o.cfg.config = default_config();
   auto loaded = load_config_args(o.cfg);
   const config::Config& c = loaded.config;
@@ -63,11 +66,11 @@ void run_main(RunOptions o) {
            "); pass --resume to continue it, --force to start over, or --out for another directory");
     std::error_code ec;
     fs::remove_all(paths.checkpoints(), ec);
-    fs::remove(paths.log(), ec);
+    for (const char* f : {"train.log", "config.json", "results.json", "model.safetensors", "val_nll.f64", "loss_curve.svg"})
+      fs::remove(dir / f, ec);
   }
   std::fprintf(stderr, "pgolf %s (git %s): run %s from %s into %s\n", std::string(build_info().version).c_str(),
                std::string(build_info().git_hash).c_str(), c.name.c_str(), o.cfg.config.c_str(), dir.string().c_str());
-  config::save_resolved_config(c, dir / "config.json");
 
   backend::CpuOps<float> ops;
   dist::LocalCommunicator comm;
@@ -76,13 +79,17 @@ void run_main(RunOptions o) {
   if (o.resume) {
     const fs::path ckpt = paths.checkpoints() / std::string(trim(read_file(latest)));
     trainer.resume(ckpt);
-    std::fprintf(stderr, "resumed from %s after step %lld\n", ckpt.string().c_str(),
-                 static_cast<long long>(trainer.steps_done()));
+    std::fprintf(stderr, "resumed from %s after step %lld%s\n", ckpt.string().c_str(),
+                 static_cast<long long>(trainer.steps_done()), o.seed >= 0 ? " (--seed is ignored when resuming)" : "");
   } else {
     trainer.init_weights(static_cast<std::uint64_t>(o.seed >= 0 ? o.seed : c.seed));
   }
+  config::Config recorded = c;
+  if (!o.resume && o.seed >= 0) recorded.seed = o.seed;  // the seed the weights came from
+  config::save_resolved_config(recorded, dir / "config.json");
   train::install_stop_signal_handlers();
   const train::StopReason reason = trainer.run(train::stop_signal_received);
+  train::restore_default_signal_handlers();  // Ctrl-C during the final evaluation just stops
 
   json results = {{"pgolf", {{"version", build_info().version}, {"git", build_info().git_hash}}},
                   {"status", train::stop_reason_name(reason)},
@@ -92,7 +99,7 @@ void run_main(RunOptions o) {
                   {"tokens_per_second", static_cast<double>(trainer.steps_done() * trainer.tokens_per_step()) /
                                             std::max(trainer.elapsed_s(), 1e-9)},
                   {"train_losses", step_records(trainer.history())},
-                  {"config", config::to_json(c)}};
+                  {"config", config::to_json(recorded)}};
   json vals = json::array();
   for (const auto& v : trainer.validations())
     vals.push_back({{"step", v.step}, {"val_loss", v.val_loss}, {"val_bpb", v.val_bpb}});
@@ -102,14 +109,14 @@ void run_main(RunOptions o) {
   if (reason == train::StopReason::interrupted) {
     results["peak_rss_mib"] = train::peak_rss_mib();
     write_file_atomic(dir / "results.json", dump_json(results, 2) + "\n");
-    std::fprintf(stderr, "run: interrupted; continue with: pgolf run %s --resume --out %s\n", o.cfg.config.c_str(),
-                 dir.string().c_str());
-    throw Interrupted();
+    std::fprintf(stderr, "run: interrupted after step %lld; continue with: pgolf run --resume --out %s\n",
+                 static_cast<long long>(trainer.steps_done()), dir.string().c_str());
+    throw Interrupted(train::stop_signal_number());
   }
 
   // Export the averaged weights and evaluate them (SPEC 4.4, 6.1/6.2).
   const std::vector<float> exported = trainer.export_weights();
-  const char* averaging = c.train.swa.apply ? "swa" : c.train.ema.enabled ? "ema" : "none";
+  const char* averaging = trainer.export_kind();
   model::save_checkpoint(dir / "model.safetensors", trainer.model().table(), exported,
                          {{"format", "pgolf-params-v1"}, {"config_name", c.name}, {"averaging", averaging},
                           {"steps", std::to_string(trainer.steps_done())}});
@@ -161,7 +168,7 @@ void register_run(CLI::App& app) {
   cmd->add_option("--seed", o->seed, "Initialisation seed (default: the config's seed)")->check(CLI::NonNegativeNumber);
   cmd->footer(
       "Writes into the run directory: config.json (resolved), train.log, checkpoints/ (model + training state, every "
-      "train.checkpoint_every steps and at the end; SIGINT/SIGTERM finish the step, save and exit 130), "
+      "train.checkpoint_every steps and at the end; SIGINT/SIGTERM finish the step, save and exit 130/143; --resume continues), "
       "model.safetensors (the EMA/SWA weights), val_nll.f64, results.json and loss_curve.svg.");
   cmd->callback([o] { run_main(*o); });
 }

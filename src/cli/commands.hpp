@@ -9,10 +9,16 @@ class App;
 
 namespace pgolf::cli {
 
-// Thrown by a command that stopped on SIGINT/SIGTERM after saving its state; exit code 130.
+// Thrown by a command that stopped on a signal after saving its state; the process exits
+// with 128 + the signal number (130 for SIGINT, 143 for SIGTERM), as shells expect.
 class Interrupted : public std::exception {
  public:
+  explicit Interrupted(int signal_number) : signal_(signal_number) {}
   const char* what() const noexcept override { return "interrupted"; }
+  int exit_code() const { return 128 + signal_; }
+
+ private:
+  int signal_;
 };
 
 void register_prepare(CLI::App& app);

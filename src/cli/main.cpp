@@ -30,7 +30,7 @@ int main(int argc, char** argv) {
                "pgolf"};
   app.require_subcommand(0, 1);
   app.footer("Run 'pgolf COMMAND --help' for a command's options. Exit codes: 0 ok, 1 internal, 2 usage, "
-             "3 config, 4 data, 5 format, 6 I/O, 7 device, 8 diverged, 130 interrupted.");
+             "3 config, 4 data, 5 format, 6 I/O, 7 device, 8 diverged, 128+signal interrupted.");
   bool version = false;
   app.add_flag("--version", version, "Print the version, git hash, compiled-in backends and devices");
   pgolf::cli::register_prepare(app);
@@ -47,8 +47,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     app.exit(e);
     return pgolf::exit_code(pgolf::ErrorKind::usage);
-  } catch (const pgolf::cli::Interrupted&) {
-    return 130;
+  } catch (const pgolf::cli::Interrupted& e) {
+    return e.exit_code();
   } catch (const pgolf::Error& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "pgolf: %s: %s\n", pgolf::kind_name(e.kind()), e.what());

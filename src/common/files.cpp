@@ -149,6 +149,14 @@ void write_file_atomic(const fs::path& path, std::string_view text) {
   write_file_atomic(path, std::as_bytes(std::span(text.data(), text.size())));
 }
 
+void fsync_directory(const fs::path& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) fail(ErrorKind::io, dir.string(), ": cannot open directory: ", errno_text());
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) fail(ErrorKind::io, dir.string(), ": fsync failed: ", errno_text());
+}
+
 std::vector<fs::path> glob_sorted(const std::string& pattern) {
   glob_t g{};
   int rc = ::glob(pattern.c_str(), GLOB_ERR, nullptr, &g);

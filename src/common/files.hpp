@@ -65,6 +65,9 @@ class AtomicFileWriter {
 void write_file_atomic(const fs::path& path, std::span<const std::byte> data);
 void write_file_atomic(const fs::path& path, std::string_view text);
 
+// fsync of a directory, so that renames and creations inside it survive a crash.
+void fsync_directory(const fs::path& dir);
+
 // Files matching a shell glob, sorted bytewise (the challenge reads shards in sorted order).
 std::vector<fs::path> glob_sorted(const std::string& pattern);
 

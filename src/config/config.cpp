@@ -282,6 +282,8 @@ void validate(const Config& c, const Provenance& provenance) {
   check_layer_list(check, m.recurrence.virtual_layers, "model.recurrence.virtual_layers", m.num_layers, false);
   check.require(!(m.recurrence.start_step > 0 && m.recurrence.start_frac > 0), "model.recurrence.start_frac",
                 "set either start_step or start_frac, not both");
+  check.require(m.recurrence.start_frac == 0 || c.train.wallclock_cap_s > 0, "model.recurrence.start_frac",
+                "a fraction of the wall-clock cap needs train.wallclock_cap_s > 0");
   check.require(m.parallel_residual.start_layer < m.num_layers, "model.parallel_residual.start_layer",
                 cat(m.parallel_residual.start_layer, " is not a layer index: model.num_layers is ", m.num_layers));
   check.require(m.parallel_residual.start_layer < 0 || m.parallel_residual.start_layer >= m.num_layers / 2,

@@ -63,23 +63,23 @@ template <class T>
 Optimizer<T>::Optimizer(const model::ParamTable& table, const config::OptimConfig& optim, bool tied_embeddings,
                         backend::Ops<T>& ops)
     : table_(table), cfg_(optim), tied_(tied_embeddings), ops_(ops) {
-  const std::size_t n = table.total();
-  muon_buf_ = static_cast<T*>(ops_.allocate(n * sizeof(T)));
-  adam_m_ = static_cast<T*>(ops_.allocate(n * sizeof(T)));
-  adam_v_ = static_cast<T*>(ops_.allocate(n * sizeof(T)));
-  std::size_t max_matrix = 0, max_scratch = 0;
-  for (const auto& p : table.specs())
+  std::size_t n_matrix = 0, n_adam = 0, max_matrix = 0, max_scratch = 0;
+  for (const auto& p : table.specs()) {
     if (p.group == model::ParamGroup::matrix) {
+      slot_.push_back(n_matrix);
+      n_matrix += p.numel();
       max_matrix = std::max(max_matrix, p.numel());
       max_scratch = std::max(max_scratch, newton_schulz_scratch(static_cast<int>(p.shape[0]), static_cast<int>(p.shape[1])));
+    } else {
+      slot_.push_back(n_adam);
+      n_adam += p.numel();
     }
-  u_ = static_cast<T*>(ops_.allocate(std::max<std::size_t>(max_matrix, 1) * sizeof(T)));
-  ns_scratch_ = static_cast<T*>(ops_.allocate(std::max<std::size_t>(max_scratch, 1) * sizeof(T)));
-}
-
-template <class T>
-Optimizer<T>::~Optimizer() {
-  for (T* p : {muon_buf_, adam_m_, adam_v_, u_, ns_scratch_}) ops_.release(p);
+  }
+  muon_buf_ = backend::DeviceBuffer<T>(ops_, n_matrix);
+  adam_m_ = backend::DeviceBuffer<T>(ops_, n_adam);
+  adam_v_ = backend::DeviceBuffer<T>(ops_, n_adam);
+  u_ = backend::DeviceBuffer<T>(ops_, std::max<std::size_t>(max_matrix, 1));
+  ns_scratch_ = backend::DeviceBuffer<T>(ops_, std::max<std::size_t>(max_scratch, 1));
 }
 
 template <class T>
@@ -94,23 +94,25 @@ const config::AdamConfig& Optimizer<T>::adam_for(const model::ParamSpec& p) cons
 template <class T>
 double Optimizer<T>::base_lr(const model::ParamSpec& p) const {
   if (p.group == model::ParamGroup::matrix) return cfg_.muon.lr;
-  if (p.name == "tok_emb.weight" && !tied_) return cfg_.untied_embed_lr;
+  if (p.group == model::ParamGroup::embed && !tied_) return cfg_.untied_embed_lr;
   return adam_for(p).lr;
 }
 
 template <class T>
 void Optimizer<T>::step(T* params, const T* grads, std::int64_t step, double lr_scale) {
   const double mu = muon_momentum(cfg_.muon, step);
-  for (const auto& p : table_.specs()) {
+  const auto& specs = table_.specs();
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    const model::ParamSpec& p = specs[i];
     T* w = params + p.offset;
     const T* g = grads + p.offset;
     const double lr = base_lr(p) * lr_scale;
     if (p.group == model::ParamGroup::matrix) {
-      muon_update(ops_, w, g, muon_buf_ + p.offset, u_, static_cast<int>(p.shape[0]), static_cast<int>(p.shape[1]), lr,
-                  mu, cfg_.muon, ns_scratch_);
+      muon_update(ops_, w, g, muon_buf_.get() + slot_[i], u_.get(), static_cast<int>(p.shape[0]),
+                  static_cast<int>(p.shape[1]), lr, mu, cfg_.muon, ns_scratch_.get());
     } else {
       const config::AdamConfig& a = adam_for(p);
-      ops_.adamw_update(w, g, adam_m_ + p.offset, adam_v_ + p.offset, p.numel(), static_cast<T>(lr),
+      ops_.adamw_update(w, g, adam_m_.get() + slot_[i], adam_v_.get() + slot_[i], p.numel(), static_cast<T>(lr),
                         static_cast<T>(a.beta1), static_cast<T>(a.beta2), static_cast<T>(a.eps),
                         static_cast<T>(a.weight_decay), step + 1);
     }

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/device_buffer.hpp"
 #include "backend/ops.hpp"
 #include "config/config.hpp"
 #include "model/params.hpp"
@@ -31,27 +32,32 @@ template <class T>
 void muon_update(backend::Ops<T>& ops, T* w, const T* g, T* buf, T* u, int rows, int cols, double lr, double momentum,
                  const config::MuonConfig& m, T* ns_scratch);
 
-// Optimizer state for every parameter of a table, laid out like the parameters.
+// Optimizer state for every parameter of a table: Muon momentum for the matrix group, AdamW
+// moments for the others, each packed in table order.
 template <class T>
 class Optimizer {
  public:
   Optimizer(const model::ParamTable& table, const config::OptimConfig& optim, bool tied_embeddings,
             backend::Ops<T>& ops);
-  ~Optimizer();
-  Optimizer(const Optimizer&) = delete;
-  Optimizer& operator=(const Optimizer&) = delete;
 
   // Applies step `step` (0-based) with every group's lr multiplied by lr_scale.
   void step(T* params, const T* grads, std::int64_t step, double lr_scale);
-  // The learning rate of a parameter before scaling.
+  // The learning rate of a parameter before scaling: Muon's for matrices; for the embed group
+  // optim.embed.lr with tied embeddings and optim.untied_embed_lr otherwise (#549 gives every
+  // token-indexed table the same lr); optim.head.lr and optim.scalar.lr for the others.
   double base_lr(const model::ParamSpec& p) const;
 
-  // Named state buffers (device pointers, table.total() values each) for checkpoints.
+  // Named state buffers (device pointers) for checkpoints.
   struct StateBuffer {
     std::string name;
     T* data;
+    std::size_t count;
   };
-  std::vector<StateBuffer> state() { return {{"muon_momentum", muon_buf_}, {"adam_m", adam_m_}, {"adam_v", adam_v_}}; }
+  std::vector<StateBuffer> state() {
+    return {{"muon_momentum", muon_buf_.get(), muon_buf_.size()},
+            {"adam_m", adam_m_.get(), adam_m_.size()},
+            {"adam_v", adam_v_.get(), adam_v_.size()}};
+  }
 
  private:
   const config::AdamConfig& adam_for(const model::ParamSpec& p) const;
@@ -59,7 +65,8 @@ class Optimizer {
   config::OptimConfig cfg_;
   bool tied_;
   backend::Ops<T>& ops_;
-  T *muon_buf_ = nullptr, *adam_m_ = nullptr, *adam_v_ = nullptr, *u_ = nullptr, *ns_scratch_ = nullptr;
+  std::vector<std::size_t> slot_;  // per table entry: its offset in muon_buf_ or in adam_m_/adam_v_
+  backend::DeviceBuffer<T> muon_buf_, adam_m_, adam_v_, u_, ns_scratch_;
 };
 
 extern template class Optimizer<float>;

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <functional>
 
 #include "common/error.hpp"
 #include "common/json.hpp"
@@ -13,6 +14,7 @@
 #include "common/version.hpp"
 #include "data/tokenizer.hpp"
 #include "io/safetensors.hpp"
+#include "backend/cpu/cpu_ops.hpp"
 #include "model/params.hpp"
 #include "train/schedule.hpp"
 
@@ -20,11 +22,17 @@ namespace pgolf::train {
 
 namespace {
 
-std::atomic<bool> g_stop{false};
+std::atomic<int> g_signal{0};
 
 extern "C" void on_stop_signal(int sig) {
-  g_stop.store(true);
-  std::signal(sig, SIG_DFL);  // a second signal ends the process at once
+  if (g_signal.exchange(sig) != 0) {  // the second signal: stop now, without saving
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
+    return;
+  }
+  static const char msg[] = "\npgolf: stopping after the current step and saving a checkpoint "
+                            "(signal again to abort without saving)\n";
+  [[maybe_unused]] auto n = ::write(2, msg, sizeof msg - 1);
 }
 
 constexpr const char* kStateFormat = "pgolf-train-state-v1";
@@ -51,11 +59,21 @@ StepRecord step_from_json(const json& j) {
 }  // namespace
 
 void install_stop_signal_handlers() {
-  std::signal(SIGINT, on_stop_signal);
-  std::signal(SIGTERM, on_stop_signal);
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
 }
 
-bool stop_signal_received() { return g_stop.load(); }
+void restore_default_signal_handlers() {
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+}
+
+bool stop_signal_received() { return g_signal.load() != 0; }
+int stop_signal_number() { return g_signal.load(); }
 
 const char* stop_reason_name(StopReason r) {
   switch (r) {
@@ -88,30 +106,30 @@ Trainer::Trainer(const config::Config& c, dist::Communicator& comm, backend::Ops
   const int max_batch = static_cast<int>(std::max<std::int64_t>(micro_seqs_, c.eval.batch_windows));
   model_ = std::make_unique<model::Model<float>>(c.model, ops_, max_batch, static_cast<int>(T));
   optimizer_ = std::make_unique<optim::Optimizer<float>>(model_->table(), c.optim, c.model.tie_embeddings, ops_);
-  const std::size_t bytes = model_->table().total() * sizeof(float);
-  if (c.train.ema.enabled) ema_ = static_cast<float*>(ops_.allocate(bytes));
-  if (c.train.swa.enabled) swa_sum_ = static_cast<float*>(ops_.allocate(bytes));
-  if (c.train.qat.enabled) qat_weights_ = static_cast<float*>(ops_.allocate(bytes));
+  const std::size_t n = model_->table().total();
+  if (c.train.ema.enabled) ema_ = backend::DeviceBuffer<float>(ops_, n);
+  if (c.train.swa.enabled) swa_sum_ = backend::DeviceBuffer<float>(ops_, n);
+  if (c.train.qat.enabled) qat_weights_ = backend::DeviceBuffer<float>(ops_, n);
   if (!paths_.dir.empty() && comm_.rank() == 0) {
     std::error_code ec;
     fs::create_directories(paths_.dir, ec);
-    log_file_ = std::fopen(paths_.log().c_str(), "a");
-    if (log_file_ == nullptr) fail(ErrorKind::io, paths_.log().string(), ": cannot open for appending");
+    log_file_.reset(std::fopen(paths_.log().c_str(), "a"));
+    if (!log_file_) fail(ErrorKind::io, paths_.log().string(), ": cannot open for appending");
+    // Temporary directories of saves that were killed halfway.
+    for (const auto& e : fs::directory_iterator(paths_.checkpoints(), ec))
+      if (e.path().filename().string().rfind(".tmp-", 0) == 0) fs::remove_all(e.path(), ec);
   }
 }
 
-Trainer::~Trainer() {
-  for (float* p : {ema_, swa_sum_, qat_weights_}) ops_.release(p);
-  if (log_file_ != nullptr) std::fclose(log_file_);
-}
+Trainer::~Trainer() = default;
 
 void Trainer::log(const std::string& line) {
   if (comm_.rank() != 0) return;
   std::printf("%s\n", line.c_str());
   std::fflush(stdout);
-  if (log_file_ != nullptr) {
-    std::fprintf(log_file_, "%s\n", line.c_str());
-    std::fflush(log_file_);
+  if (log_file_) {
+    std::fprintf(log_file_.get(), "%s\n", line.c_str());
+    std::fflush(log_file_.get());
   }
 }
 
@@ -123,7 +141,7 @@ void Trainer::init_weights(std::uint64_t seed) {
 
 void Trainer::set_weights(const std::vector<float>& values) {
   model_->set_params(values);
-  if (ema_ != nullptr) ops_.copy_values(ema_, model_->params(), values.size());
+  if (ema_) ops_.copy_values(ema_.get(), model_->params(), values.size());
 }
 
 std::vector<float> Trainer::weights() const { return model_->params_host(); }
@@ -140,25 +158,27 @@ void Trainer::update_forward_weights() {
     return;
   }
   const auto& table = model_->table();
-  ops_.copy_values(qat_weights_, model_->params(), table.total());
+  float* q = qat_weights_.get();
+  ops_.copy_values(q, model_->params(), table.total());
   for (const auto& p : table.specs())
     if (qat_covers(p) && p.shape.size() == 2)
-      ops_.fake_quant_int6(qat_weights_ + p.offset, model_->params() + p.offset, static_cast<int>(p.shape[0]),
+      ops_.fake_quant_int6(q + p.offset, model_->params() + p.offset, static_cast<int>(p.shape[0]),
                            static_cast<int>(p.shape[1]));
-  model_->set_forward_weights(qat_weights_);
+  model_->set_forward_weights(q);
 }
 
 StepRecord Trainer::step() {
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
   const config::TrainConfig& tc = cfg_.train;
+  const LoaderPosition before = loader_->position();
   const double mean_step_s = step_ > 0 ? elapsed_s_ / static_cast<double>(step_) : 0.0;
   const double scale = lr_scale(tc, step_, elapsed_s_, mean_step_s);
   if (tc.qat.enabled && !qat_active_ && scale < tc.qat.start_scale) {
     qat_active_ = true;
     int covered = 0;
     for (const auto& p : model_->table().specs()) covered += qat_covers(p) ? 1 : 0;
-    log(cat("late QAT on at step ", step_, " (lr scale ", fixed(scale, 4), "): ", covered, " tensor(s) fake-quantised",
+    log(cat("late QAT on from step ", step_ + 1, " (lr scale ", fixed(scale, 4), "): ", covered, " tensor(s) fake-quantised",
             covered == 0 ? " (none is exported as int6 under this config)" : ""));
   }
   const auto& rec = cfg_.model.recurrence;
@@ -167,7 +187,7 @@ StepRecord Trainer::step() {
                                               : step_ >= rec.start_step);
   if (recurrence != model_->recurrence_active()) {
     model_->set_recurrence_active(recurrence);
-    log(cat("depth recurrence ", recurrence ? "on" : "off", " at step ", step_));
+    log(cat("depth recurrence ", recurrence ? "on" : "off", " from step ", step_ + 1));
   }
   update_forward_weights();
 
@@ -180,12 +200,7 @@ StepRecord Trainer::step() {
     model_->backward(1.0 / static_cast<double>(accum_));
   }
   const double loss = comm_.all_reduce_sum(loss_sum / static_cast<double>(accum_)) / comm_.world_size();
-  if (!std::isfinite(loss)) {
-    const fs::path saved = paths_.dir.empty() ? fs::path() : save_checkpoint();
-    fail(ErrorKind::diverged, "step ", step_, ": the training loss is ", loss, "; stopped",
-         saved.empty() ? std::string() : cat(", the state before this step is saved in ", saved.string()),
-         " (lower the learning rates or check the data)");
-  }
+  if (!std::isfinite(loss)) diverged(cat("the training loss is ", loss), before);
 
   const std::size_t n = model_->table().total();
   float* grads = model_->grads();
@@ -197,19 +212,21 @@ StepRecord Trainer::step() {
   double grad_norm;
   if (tc.clip_scope == config::ClipScope::local_rank) {
     grad_norm = std::sqrt(ops_.sum_squares(grads, n));
-    clip(grad_norm);
+    if (!comm_.any(!std::isfinite(grad_norm))) clip(grad_norm);
     comm_.all_reduce_mean(grads, n);
   } else {
     comm_.all_reduce_mean(grads, n);
     grad_norm = std::sqrt(ops_.sum_squares(grads, n));
-    clip(grad_norm);
+    if (std::isfinite(grad_norm)) clip(grad_norm);
   }
+  // A finite loss can still come with an infinite or NaN gradient; it must not reach the weights.
+  if (comm_.any(!std::isfinite(grad_norm))) diverged(cat("the gradient norm is ", grad_norm), before);
   optimizer_->step(model_->params(), grads, step_, scale);
-  if (ema_ != nullptr)
-    ops_.axpby(ema_, model_->params(), static_cast<float>(tc.ema.decay), static_cast<float>(1.0 - tc.ema.decay), n);
+  if (ema_)
+    ops_.axpby(ema_.get(), model_->params(), static_cast<float>(tc.ema.decay), static_cast<float>(1.0 - tc.ema.decay), n);
   ++step_;
-  if (swa_sum_ != nullptr && scale < tc.swa.start_scale && step_ % tc.swa.every == 0) {
-    ops_.axpby(swa_sum_, model_->params(), 1.0f, 1.0f, n);
+  if (swa_sum_ && scale < tc.swa.start_scale && step_ % tc.swa.every == 0) {
+    ops_.axpby(swa_sum_.get(), model_->params(), 1.0f, 1.0f, n);
     ++swa_count_;
   }
   ops_.synchronize();
@@ -218,6 +235,18 @@ StepRecord Trainer::step() {
   StepRecord r{step_ - 1, loss, scale, grad_norm, dt * 1e3, elapsed_s_, qat_active_, recurrence};
   history_.push_back(r);
   return r;
+}
+
+void Trainer::diverged(const std::string& what, const LoaderPosition& before) {
+  // The weights and optimizer state are still those before this step; rewind the data too.
+  fs::path saved;
+  if (!paths_.dir.empty()) {
+    loader_->seek(before);
+    saved = save_checkpoint();
+  }
+  fail(ErrorKind::diverged, "step ", step_ + 1, ": ", what, "; training stopped",
+       saved.empty() ? std::string() : cat(", the state before this step is saved in ", saved.string()),
+       " (lower the learning rates or check the data)");
 }
 
 ValRecord Trainer::validate() {
@@ -250,7 +279,8 @@ StopReason Trainer::run(const std::function<bool()>& stop_requested) {
     }
     const StepRecord r = step();
     const double tok_s = static_cast<double>(tc.batch_tokens) / (r.step_ms / 1e3);
-    const double eta = (elapsed_s_ / static_cast<double>(step_)) * static_cast<double>(tc.iterations - step_);
+    double eta = (elapsed_s_ / static_cast<double>(step_)) * static_cast<double>(tc.iterations - step_);
+    if (tc.wallclock_cap_s > 0) eta = std::min(eta, std::max(tc.wallclock_cap_s - elapsed_s_, 0.0));
     const std::string line = cat("step ", step_, "/", tc.iterations, " loss ", fixed(r.loss, 4), " lr_scale ",
                                  fixed(r.lr_scale, 3), " grad_norm ", fixed(r.grad_norm, 3), " ", fixed(r.step_ms, 0),
                                  " ms ", with_commas(static_cast<std::uint64_t>(tok_s)), " tok/s ETA ", fixed(eta, 0), " s");
@@ -270,7 +300,7 @@ StopReason Trainer::run(const std::function<bool()>& stop_requested) {
     }
   }
   save_checkpoint();
-  validate();
+  if (validations_.empty() || validations_.back().step != step_) validate();
   return reason;
 }
 
@@ -282,6 +312,7 @@ fs::path Trainer::save_checkpoint() {
   char name[32];
   std::snprintf(name, sizeof name, "step_%07lld", static_cast<long long>(step_));
   const fs::path root = paths_.checkpoints(), final_dir = root / name, tmp = root / cat(".tmp-", name, "-", ::getpid());
+  if (last_saved_step_ == step_ && fs::exists(final_dir / "state.safetensors")) return final_dir;  // already saved
   std::error_code ec;
   fs::remove_all(tmp, ec);
   fs::create_directories(tmp, ec);
@@ -291,14 +322,14 @@ fs::path Trainer::save_checkpoint() {
   model::save_checkpoint(tmp / "model.safetensors", table, model_->params_host(),
                          {{"format", "pgolf-params-v1"}, {"step", std::to_string(step_)}, {"model_config", dump_json(model_cfg)}});
   io::SafetensorsWriter w;
-  auto add = [&](const std::string& tensor, const float* device) {
-    std::vector<float> host(n);
-    ops_.to_host(host.data(), device, n * sizeof(float));
-    w.add_f32(tensor, {static_cast<std::int64_t>(n)}, host);
+  auto add = [&](const std::string& tensor, const float* device, std::size_t count) {
+    std::vector<float> host(count);
+    ops_.to_host(host.data(), device, count * sizeof(float));
+    w.add_f32(tensor, {static_cast<std::int64_t>(count)}, host);
   };
-  for (const auto& s : optimizer_->state()) add("optim." + s.name, s.data);
-  if (ema_ != nullptr) add("ema", ema_);
-  if (swa_sum_ != nullptr) add("swa_sum", swa_sum_);
+  for (const auto& s : optimizer_->state()) add("optim." + s.name, s.data, s.count);
+  if (ema_) add("ema", ema_.get(), n);
+  if (swa_sum_) add("swa_sum", swa_sum_.get(), n);
   json history = json::array(), vals = json::array();
   for (const auto& r : history_) history.push_back(step_json(r));
   for (const auto& v : validations_) vals.push_back({{"step", v.step}, {"val_loss", v.val_loss}, {"val_bpb", v.val_bpb}});
@@ -312,14 +343,24 @@ fs::path Trainer::save_checkpoint() {
   w.set_metadata("qat_active", qat_active_ ? "true" : "false");
   w.set_metadata("world_size", std::to_string(comm_.world_size()));
   w.set_metadata("model_config", dump_json(model_cfg));
+  w.set_metadata("config", dump_json(config::to_json(cfg_)));
+  w.set_metadata("cpu_threads", std::to_string(backend::cpu_threads()));
   w.set_metadata("history", dump_json(history));
   w.set_metadata("validations", dump_json(vals));
   w.write(tmp / "state.safetensors");
 
-  fs::remove_all(final_dir, ec);
+  // Point `latest` elsewhere before replacing a directory of the same name (a resumed run
+  // saving again at the step it resumed from), so it never names a missing checkpoint.
+  if (fs::exists(final_dir)) {
+    fs::remove(root / "latest", ec);
+    fs::remove_all(final_dir, ec);
+  }
   fs::rename(tmp, final_dir, ec);
   if (ec) fail(ErrorKind::io, final_dir.string(), ": cannot move the checkpoint into place: ", ec.message());
+  fsync_directory(root);
   write_file_atomic(root / "latest", std::string(name) + "\n");
+  fsync_directory(root);
+  last_saved_step_ = step_;
   // Keep the newest few checkpoints.
   std::vector<fs::path> all;
   for (const auto& e : fs::directory_iterator(root, ec))
@@ -342,21 +383,34 @@ void Trainer::resume(const fs::path& checkpoint_dir) {
   };
   if (meta("format") != kStateFormat)
     fail(ErrorKind::format, state_path.string(), ": format \"", meta("format"), "\", expected \"", kStateFormat, "\"");
-  if (json::parse(meta("model_config")) != config::to_json(cfg_)["model"])
-    fail(ErrorKind::config, "model: the config's model section differs from the one the checkpoint ",
-         checkpoint_dir.string(), " was trained with");
+  if (auto it = st.metadata().find("config"); it != st.metadata().end()) {
+    const auto diffs = resume_conflicts(json::parse(it->second), config::to_json(cfg_));
+    if (!diffs.empty()) {
+      std::string list;
+      for (std::size_t i = 0; i < diffs.size() && i < 8; ++i) list += (i ? ", " : "") + diffs[i];
+      if (diffs.size() > 8) list += cat(" and ", diffs.size() - 8, " more");
+      fail(ErrorKind::config, checkpoint_dir.string(), ": was trained with a different config (", list,
+           "); resume with the run's own config.json");
+    }
+  } else if (json::parse(meta("model_config")) != config::to_json(cfg_)["model"]) {
+    fail(ErrorKind::config, checkpoint_dir.string(), ": was trained with a different model section");
+  }
+  if (auto it = st.metadata().find("cpu_threads");
+      it != st.metadata().end() && std::stoi(it->second) != backend::cpu_threads())
+    log(cat("warning: the checkpoint was written with ", it->second, " CPU threads, resuming with ",
+            backend::cpu_threads(), "; the resumed run may differ from an uninterrupted one in the last bits"));
   if (std::stoi(meta("world_size")) != comm_.world_size())
     fail(ErrorKind::config, checkpoint_dir.string(), ": trained on ", meta("world_size"), " rank(s), resumed on ",
          comm_.world_size(), "; resume with the same world size");
-  auto restore = [&](const std::string& tensor, float* device) {
+  auto restore = [&](const std::string& tensor, float* device, std::size_t count) {
     const io::TensorView& t = st.at(tensor);
-    if (t.dtype != io::DType::F32 || t.numel() != static_cast<std::int64_t>(n))
-      fail(ErrorKind::format, state_path.string(), ": \"", tensor, "\" is not ", n, " float32 values");
-    ops_.to_device(device, t.data.data(), n * sizeof(float));
+    if (t.dtype != io::DType::F32 || t.numel() != static_cast<std::int64_t>(count))
+      fail(ErrorKind::format, state_path.string(), ": \"", tensor, "\" is not ", count, " float32 values");
+    ops_.to_device(device, t.data.data(), count * sizeof(float));
   };
-  for (const auto& s : optimizer_->state()) restore("optim." + s.name, s.data);
-  if (ema_ != nullptr) restore("ema", ema_);
-  if (swa_sum_ != nullptr) restore("swa_sum", swa_sum_);
+  for (const auto& s : optimizer_->state()) restore("optim." + s.name, s.data, s.count);
+  if (ema_) restore("ema", ema_.get(), n);
+  if (swa_sum_) restore("swa_sum", swa_sum_.get(), n);
   step_ = std::stoll(meta("step"));
   elapsed_s_ = json::parse(meta("elapsed_s")).get<double>();
   const json pos = json::parse(meta("loader"));
@@ -369,16 +423,53 @@ void Trainer::resume(const fs::path& checkpoint_dir) {
   validations_.clear();
   for (const auto& j : json::parse(meta("validations")))
     validations_.push_back({j.at("step").get<std::int64_t>(), j.at("val_loss").get<double>(), j.at("val_bpb").get<double>()});
+  last_saved_step_ = step_;
+}
+
+std::vector<std::string> Trainer::resume_conflicts(const json& trained_with, const json& now) {
+  // Knobs that may change between the pieces of one run.
+  static const char* const kFree[] = {"name", "description", "threads", "output_dir", "backend", "eval", "export",
+                                      "train.iterations", "train.wallclock_cap_s", "train.log_every", "train.val_every",
+                                      "train.checkpoint_every", "data.val_files", "data.val_max_tokens", "data.trim_val"};
+  std::vector<std::string> out;
+  std::function<void(const json&, const json&, const std::string&)> walk = [&](const json& a, const json& b,
+                                                                                const std::string& path) {
+    for (const char* f : kFree)
+      if (path == f) return;
+    if (a.is_object() && b.is_object()) {
+      for (const auto& item : a.items()) {
+        const std::string p = join_key(path, item.key());
+        if (!b.contains(item.key())) {
+          out.push_back(p);
+          continue;
+        }
+        walk(item.value(), b.at(item.key()), p);
+      }
+      for (const auto& item : b.items())
+        if (!a.contains(item.key())) out.push_back(join_key(path, item.key()));
+      return;
+    }
+    if (a != b) out.push_back(path);
+  };
+  walk(trained_with, now, "");
+  return out;
+}
+
+const char* Trainer::export_kind() const {
+  if (cfg_.train.swa.apply && swa_sum_ && swa_count_ > 0) return "swa";
+  if (ema_) return "ema";
+  return "raw";
 }
 
 std::vector<float> Trainer::export_weights() const {
   const std::size_t n = model_->table().total();
   std::vector<float> out(n);
-  if (cfg_.train.swa.apply && swa_sum_ != nullptr && swa_count_ > 0) {
-    ops_.to_host(out.data(), swa_sum_, n * sizeof(float));
+  const std::string kind = export_kind();
+  if (kind == "swa") {
+    ops_.to_host(out.data(), swa_sum_.get(), n * sizeof(float));
     for (auto& x : out) x = static_cast<float>(static_cast<double>(x) / static_cast<double>(swa_count_));
-  } else if (ema_ != nullptr) {
-    ops_.to_host(out.data(), ema_, n * sizeof(float));
+  } else if (kind == "ema") {
+    ops_.to_host(out.data(), ema_.get(), n * sizeof(float));
   } else {
     out = model_->params_host();
   }

@@ -10,10 +10,12 @@
 #include <string>
 #include <vector>
 
+#include "backend/device_buffer.hpp"
 #include "backend/ops.hpp"
 #include "config/config.hpp"
 #include "data/bpb.hpp"
 #include "dist/communicator.hpp"
+#include "common/json.hpp"
 #include "eval/evaluator.hpp"
 #include "model/model.hpp"
 #include "optim/optimizer.hpp"
@@ -72,8 +74,10 @@ class Trainer {
   // via a temporary directory) and points checkpoints/latest at it.
   fs::path save_checkpoint();
 
-  // The weights to export: EMA (or the SWA average when swa.apply), per the config.
+  // The weights to export: the SWA average when swa.apply and a snapshot was taken, else the
+  // EMA when enabled, else the current weights; export_kind() says which ("swa", "ema", "raw").
   std::vector<float> export_weights() const;
+  const char* export_kind() const;
   std::vector<float> weights() const;
   std::int64_t steps_done() const { return step_; }
   double elapsed_s() const { return elapsed_s_; }
@@ -84,10 +88,17 @@ class Trainer {
   const config::Config& config() const { return cfg_; }
   std::int64_t tokens_per_step() const { return cfg_.train.batch_tokens; }
 
+  // Keys of the config (JSON paths) whose values differ from `trained_with` in ways that make
+  // resuming a different run: everything but the evaluation, export, logging and naming
+  // knobs, and train.iterations / wallclock_cap_s.
+  static std::vector<std::string> resume_conflicts(const json& trained_with, const json& now);
+
  private:
   void log(const std::string& line);
   void update_forward_weights();
   bool qat_covers(const model::ParamSpec& p) const;
+  // Saves the state before the current step and throws Error(diverged).
+  [[noreturn]] void diverged(const std::string& what, const LoaderPosition& before);
 
   config::Config cfg_;
   dist::Communicator& comm_;
@@ -99,21 +110,24 @@ class Trainer {
   std::unique_ptr<TrainLoader> loader_;
   std::unique_ptr<eval::ValStream> val_;
   std::unique_ptr<data::ByteTables> tables_;
-  float* ema_ = nullptr;
-  float* swa_sum_ = nullptr;
-  float* qat_weights_ = nullptr;
+  backend::DeviceBuffer<float> ema_, swa_sum_, qat_weights_;
   std::int64_t swa_count_ = 0;
   bool qat_active_ = false;
   std::int64_t step_ = 0;
   double elapsed_s_ = 0.0;
   std::vector<StepRecord> history_;
   std::vector<ValRecord> validations_;
-  std::FILE* log_file_ = nullptr;
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> log_file_{nullptr, &std::fclose};
+  std::int64_t last_saved_step_ = -1;
   std::vector<std::int32_t> inputs_, targets_;
 };
 
-// Process-wide stop request set by SIGINT / SIGTERM (the run finishes its step and saves).
+// Process-wide stop request set by SIGINT / SIGTERM: the run finishes its step, saves and
+// stops; a second signal ends the process at once. restore_default_signal_handlers() gives
+// Ctrl-C its usual meaning back once training is over.
 void install_stop_signal_handlers();
+void restore_default_signal_handlers();
 bool stop_signal_received();
+int stop_signal_number();  // the signal received, 0 if none
 
 }  // namespace pgolf::train

@@ -119,3 +119,26 @@ TEST(Optimizer, FakeQuantInt6UsesTheRowScaleGridAndRoundsHalfToEven) {
 
 }  // namespace
 }  // namespace pgolf::optim
+
+namespace pgolf::optim {
+namespace {
+
+TEST(Optimizer, EachGroupGetsItsLearningRate) {
+  backend::CpuOps<float> ops;
+  config::ModelConfig m;
+  m.tie_embeddings = false;
+  model::ParamTable table(m);
+  config::OptimConfig o;
+  Optimizer<float> untied(table, o, false, ops), tied(table, o, true, ops);
+  EXPECT_EQ(untied.base_lr(table.at("blocks.0.attn.c_q.weight")), o.muon.lr);
+  EXPECT_EQ(untied.base_lr(table.at("blocks.3.mlp_scale")), o.scalar.lr);
+  EXPECT_EQ(untied.base_lr(table.at("bigram.proj.weight")), o.scalar.lr) << "a projection in the scalar group";
+  EXPECT_EQ(untied.base_lr(table.at("lm_head.weight")), o.head.lr);
+  for (const char* e : {"tok_emb.weight", "bigram.embed.weight", "ve_shared.embed.weight"}) {
+    EXPECT_EQ(untied.base_lr(table.at(e)), o.untied_embed_lr) << e;
+    EXPECT_EQ(tied.base_lr(table.at(e)), o.embed.lr) << e;
+  }
+}
+
+}  // namespace
+}  // namespace pgolf::optim

@@ -332,7 +332,7 @@ class Trainer:
             if g == "matrix":
                 continue
             c = dict(self.optim[g])
-            if n == "tok_emb.weight" and not tied:
+            if g == "embed" and not tied:  # every token-indexed table, as #549
                 c["lr"] = float(self.optim["untied_embed_lr"])
             self.adam_cfg[n] = c
         self.muon = self.optim["muon"]

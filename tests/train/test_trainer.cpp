@@ -13,6 +13,7 @@
 #include "config/config_loader.hpp"
 #include "dist/communicator.hpp"
 #include "io/safetensors.hpp"
+#include "model/params.hpp"
 #include "support/test_support.hpp"
 #include "train/trainer.hpp"
 
@@ -52,17 +53,20 @@ TEST(TrainTrajectory, MatchesTheTwinForTwentySteps) {
   EXPECT_NEAR(sum, golden["final_ema"]["sum"].get<double>(), 1e-3 * std::fabs(golden["final_ema"]["sum"].get<double>()));
 }
 
-config::Config small_run(std::int64_t iterations) {
-  return config::load_config(std::filesystem::path(kTiny),
-                             {"train.iterations=" + std::to_string(iterations), "train.batch_tokens=1024",
-                              "train.warmdown.iters=4", "train.checkpoint_every=3", "train.val_every=0",
-                              "data.val_max_tokens=1025", "train.qat.start_scale=0.6", "train.swa.every=2",
-                              "train.swa.start_scale=0.9"})
-      .config;
+config::Config small_run(std::int64_t iterations, std::vector<std::string> extra = {}) {
+  std::vector<std::string> sets = {"train.iterations=" + std::to_string(iterations), "train.batch_tokens=1024",
+                                   "train.warmdown.iters=6", "train.checkpoint_every=0", "train.val_every=0",
+                                   "data.val_max_tokens=1025", "train.qat.start_scale=0.7", "train.swa.every=2",
+                                   "train.swa.start_scale=0.9", "train.swa.apply=true",
+                                   "export.passthrough_max_numel=4096"};  // QAT covers the tiny matrices
+  sets.insert(sets.end(), extra.begin(), extra.end());
+  return config::load_config(std::filesystem::path(kTiny), sets).config;
 }
 
+// Checkpoint after step 6 of 9: late QAT is already on (scale 0.67 < 0.7 from step 6) and
+// SWA holds one snapshot, so the resumed steps only match if all of that was saved.
 TEST(TrainResume, ReproducesTheUninterruptedRunBitForBit) {
-  const config::Config c = small_run(7);
+  const config::Config c = small_run(9);
   backend::CpuOps<float> ops;
   dist::LocalCommunicator comm;
   test::TempDir a, b;
@@ -71,29 +75,77 @@ TEST(TrainResume, ReproducesTheUninterruptedRunBitForBit) {
   {
     Trainer t(c, comm, ops, RunPaths{a.path()});
     t.init_weights(3);
-    for (int s = 0; s < 7; ++s) {
+    for (int s = 0; s < 9; ++s) {
       full.push_back(t.step());
-      if (t.steps_done() == 3) t.save_checkpoint();
+      if (t.steps_done() == 6) t.save_checkpoint();
     }
     full_weights = t.weights();
     full_export = t.export_weights();
+    EXPECT_STREQ(t.export_kind(), "swa");
   }
+  ASSERT_TRUE(full[5].qat) << "QAT is on before the checkpoint";
   Trainer t(c, comm, ops, RunPaths{b.path()});
-  t.resume(a / "checkpoints/step_0000003");
-  ASSERT_EQ(t.steps_done(), 3);
-  for (int s = 3; s < 7; ++s) {
+  t.resume(a / "checkpoints/step_0000006");
+  ASSERT_EQ(t.steps_done(), 6);
+  ASSERT_EQ(t.history().size(), 6u) << "the history is part of the state";
+  for (int s = 0; s < 6; ++s) EXPECT_EQ(t.history()[static_cast<std::size_t>(s)].loss, full[static_cast<std::size_t>(s)].loss);
+  for (int s = 6; s < 9; ++s) {
     const StepRecord r = t.step();
     EXPECT_EQ(r.loss, full[static_cast<std::size_t>(s)].loss) << "step " << s;
     EXPECT_EQ(r.grad_norm, full[static_cast<std::size_t>(s)].grad_norm) << "step " << s;
     EXPECT_EQ(r.qat, full[static_cast<std::size_t>(s)].qat);
   }
-  EXPECT_TRUE(full[6].qat) << "the resumed steps exercise late QAT";
   EXPECT_EQ(t.weights(), full_weights);
-  EXPECT_EQ(t.export_weights(), full_export);
+  EXPECT_EQ(t.export_weights(), full_export) << "the SWA sum and count were restored";
+}
+
+TEST(TrainResume, OnlyEvaluationExportAndLengthKnobsMayChange) {
+  const json base = config::to_json(small_run(9));
+  EXPECT_TRUE(Trainer::resume_conflicts(base, config::to_json(small_run(20, {"eval.stride=32", "export.lzma_preset=9",
+                                                                                   "train.log_every=1", "threads=1"})))
+                  .empty());
+  auto diffs = Trainer::resume_conflicts(base, config::to_json(small_run(9, {"optim.muon.lr=0.01", "train.ema.decay=0.9"})));
+  EXPECT_EQ(diffs, (std::vector<std::string>{"train.ema.decay", "optim.muon.lr"}));
+}
+
+TEST(TrainDivergence, SavesTheStateBeforeTheFailingStep) {
+  const config::Config c = small_run(20, {"optim.scalar.lr=1e30", "optim.embed.lr=1e30", "train.grad_clip_norm=0"});
+  backend::CpuOps<float> ops;
+  dist::LocalCommunicator comm;
+  test::TempDir dir;
+  Trainer t(c, comm, ops, RunPaths{dir.path()});
+  t.init_weights(1);
+  std::vector<float> before;
+  try {
+    for (int s = 0; s < 20; ++s) {
+      before = t.weights();
+      t.step();
+    }
+    FAIL() << "the run was expected to diverge";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::diverged) << e.what();
+  }
+  const std::int64_t done = t.steps_done();
+  ASSERT_GE(done, 1);
+  const std::string latest(trim(test::read_bytes(dir / "checkpoints/latest")));
+  auto st = io::SafetensorsFile::open(dir / "checkpoints" / latest / "state.safetensors");
+  EXPECT_EQ(st.metadata().at("step"), std::to_string(done));
+  // The data position is the one before the failing step: `done` steps of 1024 + 1 tokens.
+  const json loader = json::parse(st.metadata().at("loader"));
+  EXPECT_EQ(loader["offset"], done * 1025);
+  // And the weights are those before it.
+  auto model = io::SafetensorsFile::open(dir / "checkpoints" / latest / "model.safetensors");
+  model::ParamTable table(c.model);
+  std::vector<float> saved(table.total());
+  for (const auto& p : table.specs()) {
+    auto v = model.to_float32(model.at(p.name));
+    std::copy(v.begin(), v.end(), saved.begin() + static_cast<std::ptrdiff_t>(p.offset));
+  }
+  EXPECT_EQ(saved, before);
 }
 
 TEST(TrainResume, RefusesACheckpointOfAnotherModel) {
-  const config::Config c = small_run(3);
+  const config::Config c = small_run(3);  // checkpoints without a full config fall back to the model section
   backend::CpuOps<float> ops;
   dist::LocalCommunicator comm;
   test::TempDir a;
@@ -165,7 +217,7 @@ TEST(RunCommand, SigtermSavesAResumableCheckpoint) {
   }
   p.signal(SIGTERM);
   auto r = p.wait();
-  EXPECT_EQ(r.exit_code, 130) << r.err;
+  EXPECT_EQ(r.exit_code, 143) << "128 + SIGTERM: " << r.err;
   EXPECT_NE(r.err.find("--resume"), std::string::npos) << "says how to continue: " << r.err;
   const json res = json::parse(test::read_bytes(out / "results.json"));
   EXPECT_EQ(res["status"], "interrupted");
@@ -173,10 +225,9 @@ TEST(RunCommand, SigtermSavesAResumableCheckpoint) {
   ASSERT_GE(done, 3);
   const std::string latest(trim(test::read_bytes(out / "checkpoints/latest")));
   EXPECT_TRUE(fs::exists(out / "checkpoints" / latest / "state.safetensors"));
-  // Resume and finish two more steps.
-  auto args = run_args(out, done + 2);
-  args.push_back("--resume");
-  auto resumed = test::run_pgolf(args);
+  // Resume from the run's own config.json, running two more steps.
+  auto resumed = test::run_pgolf({"run", "--resume", "--out", out.string(), "--set",
+                                  "train.iterations=" + std::to_string(done + 2)});
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
   const json res2 = json::parse(test::read_bytes(out / "results.json"));
   EXPECT_EQ(res2["status"], "completed");
