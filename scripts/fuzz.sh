@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (ASan + UBSan) and runs each for a bounded time.
-#   scripts/fuzz.sh [SECONDS_PER_TARGET]   (default 15; CI keeps the total under 60 s)
+#   scripts/fuzz.sh [SECONDS_PER_TARGET]   (default 15; CI runs 4 targets x 15 s = 60 s)
 # Crashing inputs are written to build-fuzz/crashes/<target>/ and make the script fail.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -14,7 +14,7 @@ CC=clang CXX=clang++ cmake -S "$here" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Re
   -DPGOLF_FUZZ=ON -DPGOLF_CUDA=OFF -DBUILD_TESTING=OFF >/dev/null
 cmake --build "$build"
 status=0
-for target in shard config safetensors; do
+for target in shard config safetensors artifact; do
   corpus=$(mktemp -d)
   cp "$here/tests/fuzz/corpus/$target/"* "$corpus/"
   mkdir -p "$build/crashes/$target"

@@ -1,4 +1,4 @@
-// pgolf inspect shard|tokenizer|config|checkpoint: look inside every file pgolf reads.
+// pgolf inspect shard|tokenizer|config|checkpoint|artifact: look inside every file pgolf reads.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -15,6 +15,8 @@
 #include "data/bpb.hpp"
 #include "data/shard.hpp"
 #include "data/tokenizer.hpp"
+#include "export/artifact.hpp"
+#include "export/code_bundle.hpp"
 #include "io/safetensors.hpp"
 
 namespace pgolf::cli {
@@ -24,6 +26,12 @@ namespace {
 void row(const char* label, const std::string& value) { std::printf("  %-18s %s\n", label, value.c_str()); }
 
 std::string count(std::int64_t n) { return with_commas(static_cast<std::uint64_t>(n)); }
+
+std::string format_double(double v, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*g", digits, v);
+  return buf;
+}
 
 // ----- shard ------------------------------------------------------------------------------
 struct ShardOptions {
@@ -228,10 +236,75 @@ void inspect_checkpoint(const CheckpointOptions& o) {
   }
 }
 
+// ----- artifact ---------------------------------------------------------------------------
+struct ArtifactOptions {
+  std::string file;
+  bool code = false;
+  std::string extract_code;
+  bool force = false;
+};
+
+void inspect_artifact(const ArtifactOptions& o) {
+  const exporter::Artifact a = exporter::read_artifact_file(o.file);
+  const auto total = static_cast<std::int64_t>(a.sizes.total());
+  std::printf("%s\n", o.file.c_str());
+  row("format", cat("pgolf artifact, ", a.compressor, a.shuffle_stride > 1 ? cat(" after a stride-", a.shuffle_stride, " byte shuffle") : std::string()));
+  row("model blob", cat(count(static_cast<std::int64_t>(a.sizes.model)), " bytes (container ",
+                        count(static_cast<std::int64_t>(a.sizes.container_raw)), " bytes before compression)"));
+  row("code bundle", a.sizes.code > 0 ? cat(count(static_cast<std::int64_t>(a.sizes.code)), " bytes")
+                                      : std::string("not counted (export.count_code = false)"));
+  row("total", cat(count(total), " bytes = model + code + ", a.sizes.header, "-byte header; ",
+                   total <= exporter::kChallengeBudget ? "within" : "OVER", " the challenge's ",
+                   count(exporter::kChallengeBudget)));
+  const json& m = a.container.metadata;
+  if (m.is_object())
+    for (const auto& [k, v] : m.items())
+      if (k != "model" && k != "export") row(("meta " + k).c_str(), v.is_string() ? v.get<std::string>() : v.dump());
+  std::int64_t values = 0, zeros = 0, ones = 0;
+  std::printf("\n  %-44s %-6s %-18s %12s %9s %8s\n", "name", "scheme", "shape", "elements", "clip p", "zeros");
+  for (const auto& t : a.container.tensors) {
+    std::int64_t z = 0;
+    for (auto q : t.q) {
+      z += q == 0;
+      ones += q == 1 || q == -1;
+    }
+    values += t.numel();
+    zeros += z;
+    std::printf("  %-44s %-6s %-18s %12s %9s %8s\n", t.name.c_str(), exporter::scheme_name(t.scheme),
+                io::shape_text(t.shape).c_str(), count(t.numel()).c_str(),
+                t.quantized() ? format_double(t.clip_percentile, 8).c_str() : "", t.quantized() ? count(z).c_str() : "");
+  }
+  std::printf("\n  %zu tensors, %s values; quantised entries: %s zero, %s equal to +-1\n", a.container.tensors.size(),
+              count(values).c_str(), count(zeros).c_str(), count(ones).c_str());
+  if (a.sizes.code == 0) {
+    if (o.code || !o.extract_code.empty()) fail(ErrorKind::usage, o.file, ": the artifact has no code bundle");
+    return;
+  }
+  const auto members = exporter::read_code_bundle(a.code_bundle, o.file);
+  std::uint64_t source_bytes = 0;
+  for (const auto& f : members) source_bytes += f.contents.size();
+  std::printf("  code bundle: %zu source files, %s bytes of source\n", members.size(),
+              count(static_cast<std::int64_t>(source_bytes)).c_str());
+  if (o.code)
+    for (const auto& f : members) std::printf("    %-60s %10s\n", f.path.c_str(), count(static_cast<std::int64_t>(f.contents.size())).c_str());
+  if (!o.extract_code.empty()) {
+    const fs::path dir(o.extract_code);
+    if (fs::exists(dir) && !fs::is_empty(dir) && !o.force)
+      fail(ErrorKind::usage, "--extract-code ", dir.string(), ": the directory is not empty (pass --force to write into it)");
+    for (const auto& f : members) {
+      const fs::path target = dir / f.path;
+      fs::create_directories(target.parent_path());
+      write_file_atomic(target, std::string_view(f.contents));
+    }
+    std::printf("  extracted %zu files into %s (build them with cmake -S %s -B build)\n", members.size(),
+                dir.string().c_str(), (dir / "pgolf").string().c_str());
+  }
+}
+
 }  // namespace
 
 void register_inspect(CLI::App& app) {
-  CLI::App* inspect = app.add_subcommand("inspect", "Look inside shards, tokenizers, configs and checkpoints");
+  CLI::App* inspect = app.add_subcommand("inspect", "Look inside shards, tokenizers, configs, checkpoints and artifacts");
   inspect->require_subcommand(1);
 
   auto so = std::make_shared<ShardOptions>();
@@ -271,6 +344,15 @@ void register_inspect(CLI::App& app) {
   ckpt->add_option("file", ko->file, "A .safetensors file")->required()->check(CLI::ExistingFile);
   ckpt->add_flag("--stats", ko->stats, "Add min / max / mean / rms of every floating-point tensor");
   ckpt->callback([ko] { inspect_checkpoint(*ko); });
+
+  auto ao = std::make_shared<ArtifactOptions>();
+  CLI::App* art = inspect->add_subcommand(
+      "artifact", "Check an artifact (checksums, sizes against the 16,000,000-byte budget) and list its tensors (SPEC 5.3)");
+  art->add_option("file", ao->file, "An artifact written by pgolf pack / pgolf run")->required()->check(CLI::ExistingFile);
+  art->add_flag("--code", ao->code, "List the files of the code bundle");
+  art->add_option("--extract-code", ao->extract_code, "Unpack the code bundle into this directory");
+  art->add_flag("--force", ao->force, "Let --extract-code write into a non-empty directory");
+  art->callback([ao] { inspect_artifact(*ao); });
 }
 
 }  // namespace pgolf::cli

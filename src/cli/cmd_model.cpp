@@ -17,6 +17,8 @@
 #include "data/bpb.hpp"
 #include "data/tokenizer.hpp"
 #include "eval/evaluator.hpp"
+#include "export/artifact.hpp"
+#include "export/pack.hpp"
 #include "model/model.hpp"
 #include "model/params.hpp"
 #include "optim/optimizer.hpp"
@@ -56,6 +58,7 @@ void run_init(const InitOptions& o) {
 struct EvalCommand {
   ConfigArgs cfg;
   std::string checkpoint;
+  std::string artifact;
   std::string mode;
   int stride = 0;
   int batch_windows = 0;
@@ -72,6 +75,7 @@ data::ByteTables tables_for(const config::Config& c) {
 }
 
 void run_eval(const EvalCommand& o) {
+  if (o.checkpoint.empty() && o.artifact.empty()) fail(ErrorKind::usage, "eval: give --checkpoint or --artifact");
   auto loaded = load_config_args(o.cfg);
   const config::Config& c = loaded.config;
   select_cpu_backend(c);
@@ -82,7 +86,18 @@ void run_eval(const EvalCommand& o) {
                c.data.trim_val ? ", trimmed to a multiple of seq_len + 1" : "");
 
   model::ParamTable table(c.model);
-  std::vector<float> params = model::load_checkpoint(o.checkpoint, table);
+  std::vector<float> params;
+  if (!o.artifact.empty()) {
+    // The exact dequantised weights q * s the artifact stands for.
+    const exporter::Artifact a = exporter::read_artifact_file(o.artifact);
+    exporter::check_artifact_model(a.container, c, o.artifact);
+    params = exporter::unpack_weights(a.container, table, o.artifact);
+    std::fprintf(stderr, "artifact: %s bytes (model %s + code %s + header %llu)\n", with_commas(a.sizes.total()).c_str(),
+                 with_commas(a.sizes.model).c_str(), with_commas(a.sizes.code).c_str(),
+                 static_cast<unsigned long long>(a.sizes.header));
+  } else {
+    params = model::load_checkpoint(o.checkpoint, table);
+  }
   eval::EvalOptions opts;
   opts.mode = o.mode.empty() ? (c.eval.sliding ? eval::Mode::sliding : eval::Mode::nonoverlap)
                              : (o.mode == "nonoverlap" ? eval::Mode::nonoverlap : eval::Mode::sliding);
@@ -109,7 +124,7 @@ void run_eval(const EvalCommand& o) {
   std::printf(", %lld windows, %.1f s)\n", static_cast<long long>(r.windows), r.seconds);
   if (!o.results.empty()) {
     json out = {{"pgolf", {{"version", build_info().version}, {"git", build_info().git_hash}}},
-                {"checkpoint", o.checkpoint},
+                {o.artifact.empty() ? "checkpoint" : "artifact", o.artifact.empty() ? o.checkpoint : o.artifact},
                 {"mode", r.mode},
                 {"stride", opts.mode == eval::Mode::sliding ? opts.stride : 0},
                 {"compliant", !opts.record_rescore},
@@ -206,11 +221,14 @@ void register_model_commands(CLI::App& app) {
   init->callback([io] { run_init(*io); });
 
   auto eo = std::make_shared<EvalCommand>();
-  CLI::App* ev = app.add_subcommand("eval", "Evaluate a checkpoint on the val split: val_loss, val_bpb (SPEC 6.1, 6.2)");
+  CLI::App* ev = app.add_subcommand(
+      "eval", "Evaluate a checkpoint or an artifact on the val split: val_loss, val_bpb (SPEC 6.1, 6.2)");
   add_config_options(ev, eo->cfg, false);
-  ev->add_option("--checkpoint", eo->checkpoint, "Weights (.safetensors with SPEC 3.1 names)")
-      ->required()
-      ->check(CLI::ExistingFile);
+  auto* ckpt = ev->add_option("--checkpoint", eo->checkpoint, "Weights (.safetensors with SPEC 3.1 names)")
+                   ->check(CLI::ExistingFile);
+  auto* art = ev->add_option("--artifact", eo->artifact, "A packed artifact (pgolf pack): evaluates its dequantised weights")
+                  ->check(CLI::ExistingFile);
+  ckpt->excludes(art);
   ev->add_option("--mode", eo->mode, "nonoverlap or sliding (default: sliding when eval.sliding)")
       ->check(CLI::IsMember({"nonoverlap", "sliding"}));
   ev->add_option("--stride", eo->stride, "Sliding-window stride (default: eval.stride)")->check(CLI::PositiveNumber);

@@ -1,5 +1,6 @@
-// pgolf run: the main job. Train -> apply the weight average -> evaluate -> results.json,
-// from one config (the embedded default, configs/tiny.json, when none is given).
+// pgolf run: the main job. Train -> apply the weight average -> evaluate -> export -> evaluate the
+// artifact -> results.json, from one config (the embedded default, configs/tiny.json, when none
+// is given).
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -14,6 +15,8 @@
 #include "common/version.hpp"
 #include "dist/communicator.hpp"
 #include "eval/evaluator.hpp"
+#include "export/code_bundle.hpp"
+#include "export/pack.hpp"
 #include "model/params.hpp"
 #include "train/report.hpp"
 #include "train/trainer.hpp"
@@ -28,6 +31,7 @@ struct RunOptions {
   bool resume = false;
   bool force = false;
   std::int64_t seed = -1;
+  std::string source_dir;
 };
 
 // The embedded default: configs/tiny.json of the working directory, else of the source tree
@@ -66,7 +70,8 @@ void run_main(RunOptions o) {
            "); pass --resume to continue it, --force to start over, or --out for another directory");
     std::error_code ec;
     fs::remove_all(paths.checkpoints(), ec);
-    for (const char* f : {"train.log", "config.json", "results.json", "model.safetensors", "val_nll.f64", "loss_curve.svg"})
+    for (const char* f : {"train.log", "config.json", "results.json", "model.safetensors", "val_nll.f64", "loss_curve.svg",
+                          "artifact.pgolf", "val_nll_roundtrip.f64"})
       fs::remove(dir / f, ec);
   }
   std::fprintf(stderr, "pgolf %s (git %s): run %s from %s into %s\n", std::string(build_info().version).c_str(),
@@ -131,25 +136,60 @@ void run_main(RunOptions o) {
   const eval::ValStream stream = eval::load_val_stream(c);
   const eval::EvalResult e = eval::evaluate(trainer.model(), stream, trainer.byte_tables(), eo);
   const auto model_bytes = fs::file_size(dir / "model.safetensors");
-  results["final_eval"] = {{"weights", averaging},
-                           {"mode", e.mode},
-                           {"stride", eo.mode == eval::Mode::sliding ? eo.stride : 0},
-                           {"compliant", !eo.record_rescore},
-                           {"val_loss", e.val_loss},
-                           {"val_bpb", e.val_bpb},
-                           {"scored", e.scored},
-                           {"targets", e.targets},
-                           {"seconds", e.seconds}};
+  auto eval_json = [&](const eval::EvalResult& r, const char* weights) {
+    return json{{"weights", weights},
+                {"mode", r.mode},
+                {"stride", eo.mode == eval::Mode::sliding ? eo.stride : 0},
+                {"compliant", !eo.record_rescore},
+                {"val_loss", r.val_loss},
+                {"val_bpb", r.val_bpb},
+                {"scored", r.scored},
+                {"targets", r.targets},
+                {"seconds", r.seconds}};
+  };
+  auto eval_line = [&](const eval::EvalResult& r) {
+    return cat("val_loss ", fixed(r.val_loss, 4), " val_bpb ", fixed(r.val_bpb, 4), " (", r.mode,
+               eo.mode == eval::Mode::sliding ? cat(" stride ", eo.stride) : std::string(), ", ",
+               with_commas(static_cast<std::uint64_t>(r.scored)), " targets)");
+  };
+  results["final_eval"] = eval_json(e, averaging);
   results["model_file_bytes"] = model_bytes;
   results["peak_rss_mib"] = train::peak_rss_mib();
+  // Saved before the export stage, so a failing export leaves the training results.
   write_file_atomic(dir / "results.json", dump_json(results, 2) + "\n");
-  std::printf("run %s: %lld steps in %.1f s; %s weights: val_loss %.4f val_bpb %.4f (%s%s, %lld targets)\n",
-              c.name.c_str(), static_cast<long long>(trainer.steps_done()), trainer.elapsed_s(), averaging, e.val_loss,
-              e.val_bpb, e.mode.c_str(), eo.mode == eval::Mode::sliding ? cat(" stride ", eo.stride).c_str() : "",
-              static_cast<long long>(e.scored));
-  std::printf("model %s (%s, float32; quantised export comes with pgolf's export stage); results %s\n",
-              (dir / "model.safetensors").string().c_str(), human_bytes(model_bytes).c_str(),
-              (dir / "results.json").string().c_str());
+  std::printf("run %s: %lld steps in %.1f s; %s weights (float32): %s\n", c.name.c_str(),
+              static_cast<long long>(trainer.steps_done()), trainer.elapsed_s(), averaging, eval_line(e).c_str());
+
+  if (c.export_.enabled) {
+    // Export (SPEC 5) and the round trip: evaluate exactly what the artifact restores.
+    exporter::ExportRequest req;
+    req.config = &c;
+    req.weights = exported;
+    req.ops = &ops;
+    req.train_tokens = [&](std::int64_t n) { return trainer.take_train_tokens(n); };
+    req.source_dir = o.source_dir.empty() ? exporter::default_source_dir() : fs::path(o.source_dir);
+    req.metadata_extra = {{"averaging", averaging},
+                          {"steps", trainer.steps_done()},
+                          {"pgolf_version", std::string(build_info().version)},
+                          {"pgolf_git", std::string(build_info().git_hash)}};
+    req.out = dir / "artifact.pgolf";
+    const exporter::ExportResult x = exporter::export_model(req, stderr);
+    trainer.model().set_params(x.weights);
+    eo.nll_out = dir / "val_nll_roundtrip.f64";
+    const eval::EvalResult q = eval::evaluate(trainer.model(), stream, trainer.byte_tables(), eo);
+    results["export"] = x.to_json(c.export_.budget_bytes);
+    results["export"]["artifact"] = "artifact.pgolf";
+    results["roundtrip_eval"] = eval_json(q, "artifact");
+    results["roundtrip_eval"]["delta_bpb"] = q.val_bpb - e.val_bpb;
+    results["peak_rss_mib"] = train::peak_rss_mib();
+    write_file_atomic(dir / "results.json", dump_json(results, 2) + "\n");
+    print_export_result(x, c.export_, req.out.string());
+    std::printf("run %s: artifact weights (%s int6): %s, %+.4f bpb from quantisation\n", c.name.c_str(),
+                c.export_.int6_method == config::Int6Method::gptq ? "full GPTQ" : "GPTQ-lite", eval_line(q).c_str(),
+                q.val_bpb - e.val_bpb);
+  }
+  std::printf("outputs in %s: model.safetensors (%s, float32)%s, results.json\n", dir.string().c_str(),
+              human_bytes(model_bytes).c_str(), c.export_.enabled ? ", artifact.pgolf" : "");
 }
 
 }  // namespace
@@ -166,10 +206,14 @@ void register_run(CLI::App& app) {
   cmd->add_flag("--resume", o->resume, "Continue the run in the run directory from its latest checkpoint");
   cmd->add_flag("--force", o->force, "Start over in a run directory that already holds a run");
   cmd->add_option("--seed", o->seed, "Initialisation seed (default: the config's seed)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--source-dir", o->source_dir,
+                  "pgolf source tree counted in the artifact (default: the tree this binary was built from)")
+      ->check(CLI::ExistingDirectory);
   cmd->footer(
       "Writes into the run directory: config.json (resolved), train.log, checkpoints/ (model + training state, every "
       "train.checkpoint_every steps and at the end; SIGINT/SIGTERM finish the step, save and exit 130/143; --resume continues), "
-      "model.safetensors (the EMA/SWA weights), val_nll.f64, results.json and loss_curve.svg.");
+      "model.safetensors (the EMA/SWA weights), val_nll.f64, results.json and loss_curve.svg; with export.enabled also "
+      "artifact.pgolf (quantised + compressed + code, SPEC 5) and val_nll_roundtrip.f64 (the artifact's weights).");
   cmd->callback([o] { run_main(*o); });
 }
 

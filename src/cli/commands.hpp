@@ -25,5 +25,6 @@ void register_prepare(CLI::App& app);
 void register_inspect(CLI::App& app);
 void register_model_commands(CLI::App& app);  // init, eval, bench
 void register_run(CLI::App& app);
+void register_export_commands(CLI::App& app);  // pack
 
 }  // namespace pgolf::cli

@@ -14,6 +14,7 @@ const char* kind_name(ErrorKind kind) {
     case ErrorKind::io: return "I/O error";
     case ErrorKind::device: return "device error";
     case ErrorKind::diverged: return "training diverged";
+    case ErrorKind::over_budget: return "over budget";
   }
   return "error";
 }

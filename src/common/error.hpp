@@ -18,6 +18,7 @@ enum class ErrorKind : int {
   io = 6,        // cannot open, read, write or rename a file
   device = 7,    // a required accelerator is missing
   diverged = 8,  // training produced a non-finite loss
+  over_budget = 9,  // the artifact exceeds the byte budget (SPEC 5.3)
 };
 
 int exit_code(ErrorKind kind);

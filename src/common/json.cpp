@@ -75,6 +75,12 @@ std::string json_error_text(const std::exception& e) {
   return pos == std::string::npos ? what : what.substr(pos + 2);
 }
 
+std::optional<std::uint64_t> json_unsigned(const json& j) {
+  if (j.is_number_unsigned()) return j.get<std::uint64_t>();
+  if (j.is_number_integer() && j.get<std::int64_t>() >= 0) return static_cast<std::uint64_t>(j.get<std::int64_t>());
+  return std::nullopt;
+}
+
 std::string join_key(const std::string& prefix, std::string_view key) {
   return prefix.empty() ? std::string(key) : cat(prefix, ".", key);
 }

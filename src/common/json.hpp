@@ -1,5 +1,7 @@
 #pragma once
 // Strict JSON parsing shared by configs and binary-container headers.
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -22,6 +24,10 @@ std::string dump_json(const json& j, int indent = -1);
 
 // An nlohmann exception's message without its "[json.exception.xxx.nnn] " prefix.
 std::string json_error_text(const std::exception& e);
+
+// The value of a non-negative integer, or nothing for any other JSON value (floats included:
+// nlohmann's get<integer>() on an out-of-range float is undefined behaviour).
+std::optional<std::uint64_t> json_unsigned(const json& j);
 
 // "a.b" / "a[2]" path joins used in messages.
 std::string join_key(const std::string& prefix, std::string_view key);

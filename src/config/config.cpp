@@ -168,6 +168,10 @@ void describe(Visitor& v, ExportConfig& c) {
   v.section("gptq", "full GPTQ (SPEC 5.2)", [&](Visitor& s) {
     enumeration(s, "calibration", c.gptq.calibration, "Hessians from train batches or model-generated sequences");
     s.integer("calibration_batches", c.gptq.calibration_batches, at_least(1), "calibration sequences of seq_len");
+    s.number("generation_temperature", c.gptq.generation_temperature, positive(),
+             "sampling temperature of model-generated calibration sequences");
+    s.integer("generation_start_token", c.gptq.generation_start_token, at_least(0),
+              "first token of each generated sequence (1 = <s> in the challenge tokenizers)");
     s.number("damping", c.gptq.damping, at_least(0), "H += damping * mean(diag H) * I");
     s.integer("damping_applications", c.gptq.damping_applications, in_range(1, 10),
               "how many times damping is added ([record quirk] the record applies it twice)");
@@ -300,6 +304,8 @@ void validate(const Config& c, const Provenance& provenance) {
   check.require(c.optim.muon.ns_coefficients.size() == 3, "optim.muon.ns_coefficients",
                 cat("needs exactly 3 numbers (a, b, c), got ", c.optim.muon.ns_coefficients.size()));
   check.require(!c.export_.clip_percentiles.empty(), "export.clip_percentiles", "needs at least one percentile");
+  check.require(c.export_.gptq.generation_start_token < m.vocab_size, "export.gptq.generation_start_token",
+                cat(c.export_.gptq.generation_start_token, " is not below model.vocab_size = ", m.vocab_size));
   check.require(c.eval.stride <= m.seq_len, "eval.stride",
                 cat(c.eval.stride, " exceeds the window model.seq_len = ", m.seq_len));
   check.require(c.eval.ttt.freeze_blocks <= m.num_layers, "eval.ttt.freeze_blocks",

@@ -218,6 +218,8 @@ struct OptimConfig {
 struct GptqConfig {
   CalibrationSource calibration = CalibrationSource::train;
   std::int64_t calibration_batches = 64;
+  double generation_temperature = 0.8;
+  std::int64_t generation_start_token = 1;  // <s> of the challenge tokenizers
   double damping = 0.01;
   std::int64_t damping_applications = 2;
   std::int64_t block_size = 128;

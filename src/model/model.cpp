@@ -285,6 +285,14 @@ const T* Model<T>::block_param(int layer, const char* suffix) const {
 }
 
 template <class T>
+void Model<T>::observe_input(int layer, std::initializer_list<const char*> suffixes, const T* x, int n, int in) {
+  if (!observer_) return;
+  std::vector<std::string> names;
+  for (const char* suffix : suffixes) names.push_back(cat("blocks.", layer, ".", suffix));
+  observer_(names, x, n, in);
+}
+
+template <class T>
 T* Model<T>::block_grad(int layer, const char* suffix) {
   return grad(cat("blocks.", layer, ".", suffix));
 }
@@ -315,6 +323,7 @@ void Model<T>::attention_forward(StepActs& s, int layer, const T* stream_in) {
   AttnActs& a = s.attn;
   ops_.resid_mix_forward(a.xin, stream_in, x0_, block_param(layer, "resid_mix"), N, d);
   ops_.rmsnorm_forward(a.u, a.rstd, a.xin, N, d, layer_multiplier(layer));
+  observe_input(layer, {"attn.c_q.weight", "attn.c_k.weight", "attn.c_v.weight"}, a.u, N, d);
   ops_.matmul_forward(a.q, a.u, block_param(layer, "attn.c_q.weight"), N, d, d, false);
   ops_.matmul_forward(a.k, a.u, block_param(layer, "attn.c_k.weight"), N, d, kvd, false);
   ops_.matmul_forward(a.v, a.u, block_param(layer, "attn.c_v.weight"), N, d, kvd, false);
@@ -333,6 +342,7 @@ void Model<T>::attention_forward(StepActs& s, int layer, const T* stream_in) {
     ops_.xsa_forward(a.yx, a.y, a.v, N, H, Hkv, hd);
     yx = a.yx;
   }
+  observe_input(layer, {"attn.proj.weight"}, yx, N, d);
   ops_.matmul_forward(a.a, yx, block_param(layer, "attn.proj.weight"), N, d, d, false);
   ops_.residual_scale_forward(a.out, a.xin, a.a, block_param(layer, "attn_scale"), N, d);
 }
@@ -342,8 +352,10 @@ void Model<T>::mlp_forward(StepActs& s, int layer, const T* stream_in) {
   const int N = batch_ * seq_, d = static_cast<int>(cfg_.model_dim), f = static_cast<int>(cfg_.mlp_hidden());
   MlpActs& m = s.mlp;
   ops_.rmsnorm_forward(m.u, m.rstd, stream_in, N, d, layer_multiplier(layer));
+  observe_input(layer, {"mlp.fc.weight"}, m.u, N, d);
   ops_.matmul_forward(m.h, m.u, block_param(layer, "mlp.fc.weight"), N, d, f, false);
   ops_.leaky_relu_sq_forward(m.z, m.h, static_cast<T>(cfg_.leaky_relu_slope), static_cast<std::size_t>(N) * f);
+  observe_input(layer, {"mlp.proj.weight"}, m.z, N, f);
   ops_.matmul_forward(m.m, m.z, block_param(layer, "mlp.proj.weight"), N, f, d, false);
   ops_.residual_scale_forward(m.out, stream_in, m.m, block_param(layer, "mlp_scale"), N, d);
 }

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <vector>
@@ -99,6 +100,12 @@ class Model {
   // The softcapped logits of the last forward (batch*seq x vocab), on the host.
   std::vector<T> logits_host() const;
 
+  // Called during forward() with the input of each block's linear layers (a device pointer to
+  // n rows of `in` values) and the names of the weights that read it; GPTQ builds its
+  // Hessians from these (SPEC 5.2). Pass an empty function to remove it.
+  using LinearInputObserver = std::function<void(const std::vector<std::string>& weights, const T* x, int n, int in)>;
+  void set_linear_input_observer(LinearInputObserver observer) { observer_ = std::move(observer); }
+
   const Arena& arena() const { return arena_; }
   void print_layout(std::FILE* out, bool detailed) const;
 
@@ -134,6 +141,7 @@ class Model {
   void attention_backward(StepActs& s, int layer, const T* stream_in, T* dout, T* dstream_in);
   void mlp_backward(StepActs& s, int layer, const T* stream_in, T* dout);
   const T* block_param(int layer, const char* suffix) const;
+  void observe_input(int layer, std::initializer_list<const char*> suffixes, const T* x, int n, int in);
   T* block_grad(int layer, const char* suffix);
   T layer_multiplier(int layer) const;
   int ve_index(int layer) const;  // -1 when the layer has no value embedding
@@ -165,6 +173,7 @@ class Model {
   std::vector<StepActs> steps_;
   std::vector<const T*> enc_out_;  // stream after each encoder step (the skip stack)
   Grads g_;
+  LinearInputObserver observer_;
 };
 
 extern template class Model<float>;

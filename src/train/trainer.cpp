@@ -85,7 +85,7 @@ const char* stop_reason_name(StopReason r) {
 }
 
 Trainer::Trainer(const config::Config& c, dist::Communicator& comm, backend::Ops<float>& ops, RunPaths paths)
-    : cfg_(c), comm_(comm), ops_(ops), paths_(std::move(paths)) {
+    : cfg_(c), train_(c.train), comm_(comm), ops_(ops), paths_(std::move(paths)) {
   const std::int64_t W = comm_.world_size(), T = c.model.seq_len;
   accum_ = c.train.grad_accum_steps > 0 ? c.train.grad_accum_steps : std::max<std::int64_t>(1, 8 / W);
   const std::int64_t per_rank = c.train.batch_tokens / (W * accum_);
@@ -94,6 +94,15 @@ Trainer::Trainer(const config::Config& c, dist::Communicator& comm, backend::Ops
          " micro-step(s) of whole sequences of model.seq_len = ", T);
   span_ = per_rank + 1;
   micro_seqs_ = per_rank / T;
+  // Full GPTQ calibrating on train data does so inside the training budget (SPEC 5.2): the
+  // cap that stops training and drives the wall-clock schedules leaves export.gptq.reserve_s.
+  if (c.export_.enabled && c.export_.int6_method == config::Int6Method::gptq &&
+      c.export_.gptq.calibration == config::CalibrationSource::train && c.train.wallclock_cap_s > 0) {
+    train_.wallclock_cap_s = c.train.wallclock_cap_s - c.export_.gptq.reserve_s;
+    if (train_.wallclock_cap_s <= 0)
+      fail(ErrorKind::config, "export.gptq.reserve_s: ", c.export_.gptq.reserve_s,
+           " s leaves no training time under train.wallclock_cap_s = ", c.train.wallclock_cap_s, " s");
+  }
 
   data::Tokenizer tok(c.data.tokenizer);
   if (tok.vocab_size() != c.model.vocab_size)
@@ -170,7 +179,7 @@ void Trainer::update_forward_weights() {
 StepRecord Trainer::step() {
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
-  const config::TrainConfig& tc = cfg_.train;
+  const config::TrainConfig& tc = train_;
   const LoaderPosition before = loader_->position();
   const double mean_step_s = step_ > 0 ? elapsed_s_ / static_cast<double>(step_) : 0.0;
   const double scale = lr_scale(tc, step_, elapsed_s_, mean_step_s);
@@ -265,11 +274,14 @@ ValRecord Trainer::validate() {
 }
 
 StopReason Trainer::run(const std::function<bool()>& stop_requested) {
-  const config::TrainConfig& tc = cfg_.train;
+  const config::TrainConfig& tc = train_;
   const bool tty = ::isatty(::fileno(stdout)) != 0;
   log(cat("training ", cfg_.name, ": ", tc.iterations, " steps of ", with_commas(static_cast<std::uint64_t>(tc.batch_tokens)),
           " tokens (", comm_.world_size(), " rank(s) x ", accum_, " micro-step(s) x ", micro_seqs_, " x ",
           cfg_.model.seq_len, ")", step_ > 0 ? cat(", resuming after step ", step_) : std::string()));
+  if (tc.wallclock_cap_s != cfg_.train.wallclock_cap_s)
+    log(cat("wall-clock cap ", fixed(tc.wallclock_cap_s, 1), " s: train.wallclock_cap_s less export.gptq.reserve_s = ",
+            fixed(cfg_.export_.gptq.reserve_s, 1), " s for GPTQ calibration"));
   StopReason reason = StopReason::completed;
   while (step_ < tc.iterations) {
     if (tc.wallclock_cap_s > 0 && comm_.any(elapsed_s_ >= tc.wallclock_cap_s)) {
@@ -452,6 +464,12 @@ std::vector<std::string> Trainer::resume_conflicts(const json& trained_with, con
     if (a != b) out.push_back(path);
   };
   walk(trained_with, now, "");
+  return out;
+}
+
+std::vector<std::uint16_t> Trainer::take_train_tokens(std::int64_t count) {
+  std::vector<std::uint16_t> out;
+  loader_->take(count, out);
   return out;
 }
 

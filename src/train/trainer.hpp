@@ -78,6 +78,10 @@ class Trainer {
   // EMA when enabled, else the current weights; export_kind() says which ("swa", "ema", "raw").
   std::vector<float> export_weights() const;
   const char* export_kind() const;
+  // The next `count` tokens of the train stream after training's (GPTQ calibration data).
+  std::vector<std::uint16_t> take_train_tokens(std::int64_t count);
+  // The training-time cap in force: train.wallclock_cap_s less the GPTQ calibration reserve.
+  double wallclock_cap_s() const { return train_.wallclock_cap_s; }
   std::vector<float> weights() const;
   std::int64_t steps_done() const { return step_; }
   double elapsed_s() const { return elapsed_s_; }
@@ -101,6 +105,7 @@ class Trainer {
   [[noreturn]] void diverged(const std::string& what, const LoaderPosition& before);
 
   config::Config cfg_;
+  config::TrainConfig train_;  // cfg_.train with the cap in force (see wallclock_cap_s())
   dist::Communicator& comm_;
   backend::Ops<float>& ops_;
   RunPaths paths_;

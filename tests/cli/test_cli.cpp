@@ -31,7 +31,11 @@ TEST(Cli, HelpExistsForEveryCommand) {
                                                                 {"inspect", "shard", "--help"},
                                                                 {"inspect", "tokenizer", "--help"},
                                                                 {"inspect", "config", "--help"},
-                                                                {"inspect", "checkpoint", "--help"}}) {
+                                                                {"inspect", "checkpoint", "--help"},
+                                                                {"inspect", "artifact", "--help"},
+                                                                {"pack", "--help"},
+                                                                {"eval", "--help"},
+                                                                {"run", "--help"}}) {
     auto r = run_pgolf(args);
     SCOPED_TRACE(args.size() > 1 ? args[args.size() - 2] : args[0]);
     EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -39,6 +43,8 @@ TEST(Cli, HelpExistsForEveryCommand) {
     EXPECT_TRUE(contains(r.out, "Options:")) << r.out;
   }
   EXPECT_TRUE(contains(run_pgolf({"prepare", "--help"}).out, "--val-docs"));
+  EXPECT_TRUE(contains(run_pgolf({"pack", "--help"}).out, "export.prune_to_budget"));
+  EXPECT_TRUE(contains(run_pgolf({"eval", "--help"}).out, "--artifact"));
   EXPECT_TRUE(contains(run_pgolf({"--help"}).out, "Exit codes"));
 }
 

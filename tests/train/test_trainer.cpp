@@ -180,7 +180,7 @@ TEST(RunCommand, WritesEveryOutput) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("val_bpb"), std::string::npos) << r.out;
   for (const char* f : {"config.json", "train.log", "model.safetensors", "results.json", "loss_curve.svg", "val_nll.f64",
-                        "checkpoints/latest"})
+                        "checkpoints/latest", "artifact.pgolf", "val_nll_roundtrip.f64"})
     EXPECT_TRUE(fs::exists(out / f)) << f;
   const json res = json::parse(test::read_bytes(out / "results.json"));
   EXPECT_EQ(res["status"], "completed");
@@ -191,6 +191,20 @@ TEST(RunCommand, WritesEveryOutput) {
   EXPECT_EQ(res["final_eval"]["weights"], "ema");
   EXPECT_EQ(res["config"]["train"]["iterations"], 4);
   EXPECT_GT(res["peak_rss_mib"].get<double>(), 0.0);
+  // The export stage: the artifact, its sizes, and the evaluation of what it restores.
+  EXPECT_EQ(res["export"]["artifact_bytes"].get<std::uint64_t>(), fs::file_size(out / "artifact.pgolf"));
+  EXPECT_EQ(res["export"]["artifact_bytes"].get<std::uint64_t>(),
+            res["export"]["model_bytes"].get<std::uint64_t>() + res["export"]["code_bytes"].get<std::uint64_t>() +
+                res["export"]["header_bytes"].get<std::uint64_t>());
+  EXPECT_GT(res["export"]["code_bytes"].get<std::uint64_t>(), 10000u) << "the evaluator's sources are counted";
+  EXPECT_TRUE(res["export"]["fits_budget"].get<bool>());
+  EXPECT_EQ(res["export"]["tensors"]["int6"]["tensors"], 24) << "tiny's block matrices are int6 (passthrough 4096)";
+  EXPECT_EQ(res["roundtrip_eval"]["weights"], "artifact");
+  EXPECT_EQ(res["roundtrip_eval"]["scored"], 1024);
+  EXPECT_NE(res["roundtrip_eval"]["val_loss"], res["final_eval"]["val_loss"]) << "quantisation changes the weights";
+  EXPECT_NEAR(res["roundtrip_eval"]["delta_bpb"].get<double>(),
+              res["roundtrip_eval"]["val_bpb"].get<double>() - res["final_eval"]["val_bpb"].get<double>(), 1e-12);
+  EXPECT_NE(r.out.find("from quantisation"), std::string::npos) << r.out;
   const std::string svg = test::read_bytes(out / "loss_curve.svg");
   EXPECT_NE(svg.find("<polyline"), std::string::npos);
   EXPECT_NE(svg.find(">step</text>"), std::string::npos) << "labelled axes";

@@ -1,0 +1,330 @@
+#include "export/pack.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <map>
+
+#include "common/error.hpp"
+#include "common/progress.hpp"
+#include "common/strings.hpp"
+#include "export/code_bundle.hpp"
+#include "export/quantize.hpp"
+#include "io/safetensors.hpp"
+#include "model/model.hpp"
+
+namespace pgolf::exporter {
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Where each +-1 entry sits and what zeroing it costs (s_r^2 of its row).
+struct PruneCandidate {
+  double cost;
+  std::uint32_t tensor;
+  std::uint64_t index;
+  std::int8_t value;
+};
+
+}  // namespace
+
+Hessians calibrate(const config::Config& c, std::span<const float> weights, backend::Ops<float>& ops,
+                   const TokenSource& train_tokens, std::FILE* log) {
+  const auto& g = c.export_.gptq;
+  const int seq = static_cast<int>(c.model.seq_len);
+  const int count = static_cast<int>(g.calibration_batches);
+  const int batch = static_cast<int>(std::clamp<std::int64_t>(c.eval.batch_windows, 1, count));
+  model::Model<float> net(c.model, ops, batch, seq, model::ModelMode::inference);
+  net.set_params(std::vector<float>(weights.begin(), weights.end()));
+  net.set_recurrence_active(!c.model.recurrence.virtual_layers.empty());
+
+  std::vector<std::int32_t> ids(static_cast<std::size_t>(count) * seq), targets(ids.size(), 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  if (g.calibration == config::CalibrationSource::train) {
+    const std::vector<std::uint16_t> raw = train_tokens(static_cast<std::int64_t>(ids.size()) + 1);
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      ids[i] = raw[i];
+      targets[i] = raw[i + 1];
+    }
+  } else {
+    // Seeded apart from the initialisation so the two streams never coincide.
+    ids = sample_sequences(net, count, seq, batch, g.generation_temperature,
+                           static_cast<std::int32_t>(g.generation_start_token),
+                           static_cast<std::uint64_t>(c.seed) ^ 0x6770747163616c31ull);
+    for (std::size_t i = 0; i + 1 < ids.size(); ++i) targets[i] = ids[i + 1];
+    if (log != nullptr)
+      std::fprintf(log, "gptq: sampled %d sequences of %d tokens from the model (temperature %g) in %.1f s\n", count,
+                   seq, g.generation_temperature, seconds_since(t0));
+  }
+  HessianCollector collector(net);
+  Progress progress("gptq calibration", 2.0, log != nullptr ? log : stderr);
+  for (int first = 0; first < count; first += batch) {
+    const int b = std::min(batch, count - first);
+    const std::size_t at = static_cast<std::size_t>(first) * seq;
+    collector.observe(ids.data() + at, targets.data() + at, b, seq);
+    if (log != nullptr) progress.update(cat(first + b, "/", count, " sequences"));
+  }
+  Hessians h = collector.finish();
+  if (log != nullptr)
+    progress.finish(cat(count, " sequences (", with_commas(static_cast<std::uint64_t>(collector.rows_seen())),
+                        " tokens, ", g.calibration == config::CalibrationSource::train ? "train stream" : "generated",
+                        "), ", h.size(), " Hessians"));
+  return h;
+}
+
+std::vector<QuantizedTensor> quantize_params(const model::ParamTable& table, std::span<const float> weights,
+                                             const config::ExportConfig& e, const Hessians* hessians, std::FILE* log) {
+  if (weights.size() != table.total())
+    fail(ErrorKind::internal, "export: ", weights.size(), " weights for a table of ", table.total());
+  const bool gptq = e.int6_method == config::Int6Method::gptq;
+  GptqSettings settings{e.clip_percentiles, e.gptq.damping, static_cast<int>(e.gptq.damping_applications),
+                        static_cast<int>(e.gptq.block_size)};
+  std::vector<QuantizedTensor> out;
+  Progress progress("quantize", 2.0, log != nullptr ? log : stderr);
+  std::size_t done = 0;
+  for (const auto& p : table.specs()) {
+    const std::span<const float> w = weights.subspan(p.offset, p.numel());
+    const Scheme scheme = scheme_for(p, e.passthrough_max_numel);
+    const std::int64_t rows = p.shape.empty() ? 1 : p.shape[0];
+    const std::int64_t cols = static_cast<std::int64_t>(p.numel()) / std::max<std::int64_t>(rows, 1);
+    QuantizedTensor t;
+    switch (scheme) {
+      case Scheme::int6:
+        if (gptq) {
+          if (hessians == nullptr || !hessians->contains(p.name))
+            fail(ErrorKind::internal, "export: full GPTQ has no Hessian for ", p.name);
+          t = quantize_int6_gptq(p.name, w, rows, cols, hessians->at(p.name), settings);
+        } else {
+          t = quantize_int6_lite(p.name, w, rows, cols, e.clip_percentiles);
+        }
+        break;
+      case Scheme::int8: t = quantize_int8(p.name, w, rows, cols, e.int8_percentile); break;
+      case Scheme::fp16:
+      case Scheme::fp32: t = passthrough(p.name, p.shape, w, scheme); break;
+    }
+    t.shape = p.shape;
+    out.push_back(std::move(t));
+    ++done;
+    if (log != nullptr) progress.update(cat(done, "/", table.specs().size(), " tensors"));
+  }
+  if (log != nullptr) progress.finish(cat(done, " tensors (int6 ", gptq ? "full GPTQ" : "GPTQ-lite", ")"));
+  return out;
+}
+
+Packed pack_artifact(std::vector<QuantizedTensor>& tensors, const json& metadata, const config::ExportConfig& e,
+                     std::span<const std::byte> code_bundle, std::FILE* log) {
+  Packed packed;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto build = [&] {
+    const std::vector<std::byte> raw = encode_container(tensors, metadata);
+    const std::vector<std::byte> blob = compress(raw, e);
+    packed.bytes = encode_artifact(blob, e, raw.size(), code_bundle, &packed.sizes);
+    ++packed.prune.compressions;
+    return static_cast<std::int64_t>(packed.sizes.total());
+  };
+  const std::int64_t budget = e.budget_bytes;
+  std::int64_t size = build();
+  if (size <= budget) {
+    packed.compress_s = seconds_since(t0);
+    return packed;
+  }
+  auto over = [&](const std::string& why) {
+    fail(ErrorKind::over_budget, "export: the artifact is ", with_commas(static_cast<std::uint64_t>(size)),
+         " bytes (model ", with_commas(packed.sizes.model), " + code ", with_commas(packed.sizes.code), " + header ",
+         packed.sizes.header, "), over export.budget_bytes = ", with_commas(static_cast<std::uint64_t>(budget)), "; ", why);
+  };
+  if (!e.prune_to_budget)
+    over("set export.prune_to_budget=true to prune, or shrink the model (or raise the budget for a non-record run)");
+
+  // Candidates: every +-1 entry, cheapest first (zeroing costs s_r^2 of squared error).
+  std::vector<PruneCandidate> cand;
+  for (std::size_t ti = 0; ti < tensors.size(); ++ti) {
+    const auto& t = tensors[ti];
+    if (!t.quantized()) continue;
+    const std::int64_t cols = t.cols();
+    for (std::size_t i = 0; i < t.q.size(); ++i)
+      if (t.q[i] == 1 || t.q[i] == -1) {
+        const double s = io::half_to_float(t.scales[i / static_cast<std::size_t>(cols)]);
+        cand.push_back({s * s, static_cast<std::uint32_t>(ti), i, t.q[i]});
+      }
+  }
+  std::stable_sort(cand.begin(), cand.end(), [](const auto& a, const auto& b) { return a.cost < b.cost; });
+  packed.prune.candidates = static_cast<std::int64_t>(cand.size());
+  std::int64_t applied = 0;
+  auto prune_first = [&](std::int64_t k) {
+    for (; applied < k; ++applied) tensors[cand[applied].tensor].q[cand[applied].index] = 0;
+    for (; applied > k; --applied) tensors[cand[applied - 1].tensor].q[cand[applied - 1].index] = cand[applied - 1].value;
+  };
+  auto size_with = [&](std::int64_t k) {
+    prune_first(k);
+    const std::int64_t s = build();
+    if (log != nullptr)
+      std::fprintf(log, "prune: %s of %s +-1 entries zeroed -> %s bytes (budget %s)\n",
+                   with_commas(static_cast<std::uint64_t>(k)).c_str(), with_commas(cand.size()).c_str(),
+                   with_commas(static_cast<std::uint64_t>(s)).c_str(), with_commas(static_cast<std::uint64_t>(budget)).c_str());
+    return s;
+  };
+  const auto n = static_cast<std::int64_t>(cand.size());
+  std::int64_t lo = 0, hi = n, size_lo = size, size_hi = size_with(n);
+  if (size_hi > budget) {
+    size = size_hi;
+    over(cat("even zeroing all ", with_commas(cand.size()), " +-1 entries does not fit"));
+  }
+  // Smallest k that fits: interpolation between the bracket's sizes, with a bisection step
+  // whenever the bracket did not at least halve (compressed sizes are only roughly linear).
+  bool bisect = false;
+  while (hi - lo > 1) {
+    std::int64_t k = lo + (hi - lo) / 2;
+    if (!bisect && size_lo > size_hi) {
+      const double f = static_cast<double>(size_lo - budget) / static_cast<double>(size_lo - size_hi);
+      k = lo + static_cast<std::int64_t>(std::ceil(f * static_cast<double>(hi - lo)));
+    }
+    k = std::clamp(k, lo + 1, hi - 1);
+    const std::int64_t width = hi - lo;
+    const std::int64_t s = size_with(k);
+    if (s <= budget) {
+      hi = k;
+      size_hi = s;
+    } else {
+      lo = k;
+      size_lo = s;
+    }
+    bisect = !bisect && 2 * (hi - lo) > width;
+  }
+  size_with(hi);
+  packed.prune.zeroed = hi;
+  packed.compress_s = seconds_since(t0);
+  return packed;
+}
+
+json artifact_metadata(const config::Config& c, const json& extra) {
+  const json full = config::to_json(c);
+  json m = {{"format", "pgolf-model-v1"}, {"config_name", c.name}, {"model", full["model"]}, {"export", full["export"]}};
+  for (const auto& [k, v] : extra.items()) m[k] = v;
+  return m;
+}
+
+void check_artifact_model(const Container& container, const config::Config& c, const std::string& origin) {
+  if (!container.metadata.is_object() || !container.metadata.contains("model"))
+    fail(ErrorKind::format, origin, ": the artifact records no model config");
+  const json packed = container.metadata["model"].flatten();
+  const json wanted = config::to_json(c)["model"].flatten();
+  auto key = [](const std::string& pointer) {
+    std::string k = "model";
+    for (char ch : pointer) k += ch == '/' ? '.' : ch;
+    return k;
+  };
+  for (const auto& [ptr, v] : wanted.items()) {
+    if (!packed.contains(ptr))
+      fail(ErrorKind::config, key(ptr), ": the config sets ", v.dump(), ", the artifact ", origin, " has no such key");
+    if (packed[ptr] != v)
+      fail(ErrorKind::config, key(ptr), ": the config says ", v.dump(), " but the artifact ", origin,
+           " was packed with ", packed[ptr].dump());
+  }
+  for (const auto& [ptr, v] : packed.items())
+    if (!wanted.contains(ptr))
+      fail(ErrorKind::config, key(ptr), ": the artifact ", origin, " was packed with ", v.dump(),
+           ", which this config does not know");
+}
+
+std::vector<float> unpack_weights(const Container& container, const model::ParamTable& table,
+                                  const std::string& origin) {
+  std::map<std::string, const QuantizedTensor*> by_name;
+  for (const auto& t : container.tensors)
+    if (!by_name.emplace(t.name, &t).second)
+      fail(ErrorKind::format, origin, ": tensor \"", t.name, "\" appears twice");
+  std::vector<float> out(table.total());
+  for (const auto& p : table.specs()) {
+    auto it = by_name.find(p.name);
+    if (it == by_name.end()) fail(ErrorKind::format, origin, ": tensor \"", p.name, "\" of the model is missing");
+    if (it->second->shape != p.shape)
+      fail(ErrorKind::format, origin, ": tensor \"", p.name, "\" has shape ", json(it->second->shape).dump(),
+           ", the model needs ", json(p.shape).dump());
+    const std::vector<float> w = dequantize(*it->second);
+    std::copy(w.begin(), w.end(), out.begin() + static_cast<std::ptrdiff_t>(p.offset));
+    by_name.erase(it);
+  }
+  if (!by_name.empty())
+    fail(ErrorKind::format, origin, ": tensor \"", by_name.begin()->first, "\" is not part of the model (",
+         by_name.size(), " extra)");
+  return out;
+}
+
+json tensor_summary(const std::vector<QuantizedTensor>& tensors) {
+  json out = json::object();
+  for (const auto& t : tensors) {
+    json& s = out[scheme_name(t.scheme)];
+    if (s.is_null()) s = {{"tensors", 0}, {"values", 0}, {"stored_bytes", 0}};
+    const auto bytes = t.q.size() + 2 * t.scales.size() + 4 * t.values.size();
+    s["tensors"] = s["tensors"].get<std::int64_t>() + 1;
+    s["values"] = s["values"].get<std::int64_t>() + t.numel();
+    s["stored_bytes"] = s["stored_bytes"].get<std::int64_t>() + static_cast<std::int64_t>(bytes);
+  }
+  return out;
+}
+
+json ExportResult::to_json(std::int64_t budget) const {
+  return {{"artifact_bytes", sizes.total()},
+          {"model_bytes", sizes.model},
+          {"code_bytes", sizes.code},
+          {"header_bytes", sizes.header},
+          {"container_raw_bytes", sizes.container_raw},
+          {"budget_bytes", budget},
+          {"fits_budget", static_cast<std::int64_t>(sizes.total()) <= budget},
+          {"pruned_entries", prune.zeroed},
+          {"prune_candidates", prune.candidates},
+          {"compressions", prune.compressions},
+          {"weight_mse", quantize_mse},
+          {"tensors", summary},
+          {"calibrate_seconds", calibrate_s},
+          {"quantize_seconds", quantize_s},
+          {"compress_seconds", compress_s}};
+}
+
+ExportResult export_model(const ExportRequest& r, std::FILE* log) {
+  const config::Config& c = *r.config;
+  const config::ExportConfig& e = c.export_;
+  const model::ParamTable table(c.model);
+  ExportResult res;
+  Hessians hessians;
+  auto t0 = std::chrono::steady_clock::now();
+  if (e.int6_method == config::Int6Method::gptq) {
+    hessians = calibrate(c, r.weights, *r.ops, r.train_tokens, log);
+    res.calibrate_s = seconds_since(t0);
+  }
+  t0 = std::chrono::steady_clock::now();
+  std::vector<QuantizedTensor> tensors =
+      quantize_params(table, r.weights, e, e.int6_method == config::Int6Method::gptq ? &hessians : nullptr, log);
+  res.quantize_s = seconds_since(t0);
+  const std::vector<std::byte> code = e.count_code ? make_code_bundle(r.source_dir) : std::vector<std::byte>{};
+  Packed packed = pack_artifact(tensors, artifact_metadata(c, r.metadata_extra), e, code, log);
+  res.sizes = packed.sizes;
+  res.prune = packed.prune;
+  res.compress_s = packed.compress_s;
+  res.summary = tensor_summary(tensors);
+  write_file_atomic(r.out, packed.bytes);
+
+  // What an evaluator will load: read the file back and compare with q * s in memory.
+  const Artifact back = read_artifact_file(r.out);
+  res.weights = unpack_weights(back.container, table, r.out.string());
+  std::vector<float> expected(table.total());
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const std::vector<float> w = dequantize(tensors[i]);
+    std::copy(w.begin(), w.end(), expected.begin() + static_cast<std::ptrdiff_t>(table.specs()[i].offset));
+  }
+  if (std::memcmp(expected.data(), res.weights.data(), expected.size() * sizeof(float)) != 0)
+    fail(ErrorKind::internal, r.out.string(), ": the written artifact does not restore the quantised weights");
+  double sq = 0.0;
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    const double d = static_cast<double>(r.weights[i]) - static_cast<double>(res.weights[i]);
+    sq += d * d;
+  }
+  res.quantize_mse = expected.empty() ? 0.0 : sq / static_cast<double>(expected.size());
+  return res;
+}
+
+}  // namespace pgolf::exporter
