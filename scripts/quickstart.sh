@@ -3,7 +3,8 @@
 # embedded FineWeb data: tokenize the bundled raw text with the official tokenizer exactly
 # as the challenge does, check it against the bundled train shard, and inspect the
 # tokenizer, the shards and the default config; then run the main job on the embedded
-# default: `pgolf run` trains the tiny model, averages, evaluates and reports val_bpb.
+# default: `pgolf run` trains the tiny model, averages, evaluates, packs the artifact and
+# evaluates what the artifact restores.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$here"
@@ -24,3 +25,5 @@ echo
 "$pgolf" inspect config configs/tiny.json --sources
 echo
 "$pgolf" run configs/tiny.json --out "$out/run" --force
+echo
+"$pgolf" inspect artifact "$out/run/artifact.pgolf" | head -n 12

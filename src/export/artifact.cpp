@@ -6,6 +6,7 @@
 
 #include <array>
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 
@@ -77,7 +78,8 @@ std::uint32_t crc32(std::span<const std::byte> bytes, std::uint32_t seed) {
   return ~c;
 }
 
-std::vector<std::byte> encode_container(const std::vector<QuantizedTensor>& tensors, const json& metadata) {
+std::vector<std::byte> encode_container(const std::vector<QuantizedTensor>& tensors, const json& metadata,
+                                        std::vector<std::size_t>* q_offsets) {
   // Data grouped by kind (quantised values, then scales, then passthrough values): similar
   // bytes next to each other compress better.
   std::vector<std::byte> data;
@@ -110,9 +112,20 @@ std::vector<std::byte> encode_container(const std::vector<QuantizedTensor>& tens
   put<std::uint32_t>(out, kVersion);
   put<std::uint32_t>(out, static_cast<std::uint32_t>(header.size()));
   append(out, header.data(), header.size());
+  if (q_offsets != nullptr) {
+    q_offsets->assign(tensors.size(), SIZE_MAX);
+    for (std::size_t i = 0; i < tensors.size(); ++i)
+      if (table[i].contains("q")) (*q_offsets)[i] = out.size() + table[i]["q"][0].get<std::size_t>();
+  }
   out.insert(out.end(), data.begin(), data.end());
   put<std::uint32_t>(out, crc32(out));
   return out;
+}
+
+void reseal_container(std::vector<std::byte>& c) {
+  if (c.size() < 4) fail(ErrorKind::internal, "reseal_container: not a container");
+  const std::uint32_t crc = crc32(std::span(c).first(c.size() - 4));
+  std::memcpy(c.data() + c.size() - 4, &crc, sizeof crc);
 }
 
 Container decode_container(std::span<const std::byte> b, const std::string& origin) {

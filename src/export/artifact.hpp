@@ -18,8 +18,13 @@ namespace pgolf::exporter {
 
 inline constexpr std::int64_t kChallengeBudget = 16'000'000;
 
-// The uncompressed container.
-std::vector<std::byte> encode_container(const std::vector<QuantizedTensor>& tensors, const json& metadata);
+// The uncompressed container. `q_offsets` (optional) receives, per tensor, the byte offset of
+// its quantised values in the result (SIZE_MAX for tensors without any), so a caller can
+// change values in place and then reseal_container().
+std::vector<std::byte> encode_container(const std::vector<QuantizedTensor>& tensors, const json& metadata,
+                                        std::vector<std::size_t>* q_offsets = nullptr);
+// Recomputes the container's trailing CRC-32 after its bytes were edited.
+void reseal_container(std::vector<std::byte>& container);
 struct Container {
   std::vector<QuantizedTensor> tensors;
   json metadata;

@@ -22,13 +22,16 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// Where each +-1 entry sits and what zeroing it costs (s_r^2 of its row).
-struct PruneCandidate {
-  double cost;
-  std::uint32_t tensor;
-  std::uint64_t index;
-  std::int8_t value;
-};
+// A +-1 entry as one sortable key: its row scale (the cost of zeroing it is s_r^2, and for
+// positive float16 values the bit pattern orders like the value), then its tensor, then its
+// position. 8 bytes, because a pr549-sized model has about 12 million candidates.
+constexpr int kIndexBits = 40, kTensorBits = 8;
+std::uint64_t prune_key(std::uint16_t scale, std::size_t tensor, std::size_t index) {
+  return (static_cast<std::uint64_t>(scale & 0x7fffu) << (kIndexBits + kTensorBits)) |
+         (static_cast<std::uint64_t>(tensor) << kIndexBits) | static_cast<std::uint64_t>(index);
+}
+std::size_t key_tensor(std::uint64_t key) { return static_cast<std::size_t>((key >> kIndexBits) & ((1u << kTensorBits) - 1)); }
+std::size_t key_index(std::uint64_t key) { return static_cast<std::size_t>(key & ((std::uint64_t{1} << kIndexBits) - 1)); }
 
 }  // namespace
 
@@ -119,84 +122,131 @@ Packed pack_artifact(std::vector<QuantizedTensor>& tensors, const json& metadata
                      std::span<const std::byte> code_bundle, std::FILE* log) {
   Packed packed;
   const auto t0 = std::chrono::steady_clock::now();
-  auto build = [&] {
-    const std::vector<std::byte> raw = encode_container(tensors, metadata);
-    const std::vector<std::byte> blob = compress(raw, e);
-    packed.bytes = encode_artifact(blob, e, raw.size(), code_bundle, &packed.sizes);
-    ++packed.prune.compressions;
-    return static_cast<std::int64_t>(packed.sizes.total());
+  std::vector<std::size_t> q_offsets;
+  const std::vector<std::byte> raw = encode_container(tensors, metadata, &q_offsets);
+  auto artifact_of = [&](const std::vector<std::byte>& container, ArtifactSizes* sizes) {
+    return encode_artifact(compress(container, e), e, container.size(), code_bundle, sizes);
   };
+  packed.bytes = artifact_of(raw, &packed.sizes);
+  packed.prune.compressions = 1;
   const std::int64_t budget = e.budget_bytes;
-  std::int64_t size = build();
-  if (size <= budget) {
+  if (static_cast<std::int64_t>(packed.sizes.total()) <= budget) {
     packed.compress_s = seconds_since(t0);
     return packed;
   }
-  auto over = [&](const std::string& why) {
+  auto over = [&](std::int64_t size, const std::string& why) {
     fail(ErrorKind::over_budget, "export: the artifact is ", with_commas(static_cast<std::uint64_t>(size)),
          " bytes (model ", with_commas(packed.sizes.model), " + code ", with_commas(packed.sizes.code), " + header ",
          packed.sizes.header, "), over export.budget_bytes = ", with_commas(static_cast<std::uint64_t>(budget)), "; ", why);
   };
   if (!e.prune_to_budget)
-    over("set export.prune_to_budget=true to prune, or shrink the model (or raise the budget for a non-record run)");
+    over(static_cast<std::int64_t>(packed.sizes.total()),
+         "set export.prune_to_budget=true to prune, or shrink the model (or raise the budget for a non-record run)");
 
-  // Candidates: every +-1 entry, cheapest first (zeroing costs s_r^2 of squared error).
-  std::vector<PruneCandidate> cand;
+  // Candidates: every +-1 entry, cheapest first.
+  if (tensors.size() > (std::size_t{1} << kTensorBits))
+    fail(ErrorKind::internal, "export: pruning supports at most ", 1 << kTensorBits, " tensors");
+  std::vector<std::uint64_t> cand;
   for (std::size_t ti = 0; ti < tensors.size(); ++ti) {
     const auto& t = tensors[ti];
     if (!t.quantized()) continue;
-    const std::int64_t cols = t.cols();
+    if (t.q.size() >= (std::size_t{1} << kIndexBits)) fail(ErrorKind::internal, "export: ", t.name, " is too large to prune");
+    const auto cols = static_cast<std::size_t>(t.cols());
     for (std::size_t i = 0; i < t.q.size(); ++i)
-      if (t.q[i] == 1 || t.q[i] == -1) {
-        const double s = io::half_to_float(t.scales[i / static_cast<std::size_t>(cols)]);
-        cand.push_back({s * s, static_cast<std::uint32_t>(ti), i, t.q[i]});
-      }
+      if (t.q[i] == 1 || t.q[i] == -1) cand.push_back(prune_key(t.scales[i / cols], ti, i));
   }
-  std::stable_sort(cand.begin(), cand.end(), [](const auto& a, const auto& b) { return a.cost < b.cost; });
+  std::sort(cand.begin(), cand.end());  // keys are unique: a total, deterministic order
   packed.prune.candidates = static_cast<std::int64_t>(cand.size());
-  std::int64_t applied = 0;
-  auto prune_first = [&](std::int64_t k) {
-    for (; applied < k; ++applied) tensors[cand[applied].tensor].q[cand[applied].index] = 0;
-    for (; applied > k; --applied) tensors[cand[applied - 1].tensor].q[cand[applied - 1].index] = cand[applied - 1].value;
-  };
-  auto size_with = [&](std::int64_t k) {
-    prune_first(k);
-    const std::int64_t s = build();
-    if (log != nullptr)
-      std::fprintf(log, "prune: %s of %s +-1 entries zeroed -> %s bytes (budget %s)\n",
-                   with_commas(static_cast<std::uint64_t>(k)).c_str(), with_commas(cand.size()).c_str(),
-                   with_commas(static_cast<std::uint64_t>(s)).c_str(), with_commas(static_cast<std::uint64_t>(budget)).c_str());
-    return s;
-  };
   const auto n = static_cast<std::int64_t>(cand.size());
-  std::int64_t lo = 0, hi = n, size_lo = size, size_hi = size_with(n);
-  if (size_hi > budget) {
-    size = size_hi;
-    over(cat("even zeroing all ", with_commas(cand.size()), " +-1 entries does not fit"));
-  }
-  // Smallest k that fits: interpolation between the bracket's sizes, with a bisection step
-  // whenever the bracket did not at least halve (compressed sizes are only roughly linear).
-  bool bisect = false;
+
+  // The artifact with the first k candidates zeroed, built from the container bytes (a
+  // candidate is one byte at a known offset), so probes can run in parallel.
+  struct Probe {
+    explicit Probe(std::int64_t count) : k(count) {}
+    std::int64_t k;
+    std::int64_t size = 0;
+    std::vector<std::byte> bytes;
+    ArtifactSizes sizes;
+  };
+  auto evaluate = [&](std::vector<Probe>& probes) {
+#pragma omp parallel for schedule(dynamic, 1)
+    for (std::size_t p = 0; p < probes.size(); ++p) {
+      std::vector<std::byte> c = raw;
+      for (std::int64_t j = 0; j < probes[p].k; ++j) {
+        const auto key = cand[static_cast<std::size_t>(j)];
+        c[q_offsets[key_tensor(key)] + key_index(key)] = std::byte{0};
+      }
+      reseal_container(c);
+      probes[p].bytes = artifact_of(c, &probes[p].sizes);
+      probes[p].size = static_cast<std::int64_t>(probes[p].sizes.total());
+    }
+    packed.prune.compressions += static_cast<int>(probes.size());
+    if (log != nullptr)
+      for (const auto& p : probes)
+        std::fprintf(log, "prune: %s of %s +-1 entries zeroed -> %s bytes (budget %s)\n",
+                     with_commas(static_cast<std::uint64_t>(p.k)).c_str(), with_commas(cand.size()).c_str(),
+                     with_commas(static_cast<std::uint64_t>(p.size)).c_str(),
+                     with_commas(static_cast<std::uint64_t>(budget)).c_str());
+  };
+
+  // Bracket [lo: too big, hi: fits]. Each round probes the regula-falsi point of the bracket
+  // (Illinois variant: an end kept twice in a row has its excess halved, so the guesses do
+  // not creep in from one side) plus points splitting the bracket evenly; a round whose guess did not at least halve the bracket is followed by a pure
+  // split. The first fitting probe becomes hi, the largest smaller probe that does not fit lo.
+  std::vector<Probe> first;
+  first.emplace_back(n);
+  evaluate(first);
+  if (first[0].size > budget) over(first[0].size, cat("even zeroing all ", with_commas(cand.size()), " +-1 entries does not fit"));
+  std::int64_t lo = 0, hi = n;
+  double excess_lo = static_cast<double>(packed.sizes.total()) - static_cast<double>(budget);
+  double excess_hi = static_cast<double>(first[0].size) - static_cast<double>(budget);  // <= 0
+  Probe best = std::move(first[0]);
+  int kept_side = 0;  // -1: lo kept last round, +1: hi kept
+  bool split_only = false;
+  // A fixed number of probes per round (run in parallel on the available threads), so the
+  // pruned artifact does not depend on the thread count.
+  constexpr int width_probes = 4;
   while (hi - lo > 1) {
-    std::int64_t k = lo + (hi - lo) / 2;
-    if (!bisect && size_lo > size_hi) {
-      const double f = static_cast<double>(size_lo - budget) / static_cast<double>(size_lo - size_hi);
-      k = lo + static_cast<std::int64_t>(std::ceil(f * static_cast<double>(hi - lo)));
+    std::vector<std::int64_t> ks;
+    if (!split_only && excess_lo > 0 && excess_hi <= 0) {
+      const double f = excess_lo / (excess_lo - excess_hi);
+      ks.push_back(lo + std::clamp<std::int64_t>(static_cast<std::int64_t>(std::ceil(f * static_cast<double>(hi - lo))), 1, hi - lo - 1));
     }
-    k = std::clamp(k, lo + 1, hi - 1);
+    const int splits = split_only || ks.empty() ? width_probes : width_probes - 1;
+    for (int j = 1; j <= splits; ++j) ks.push_back(lo + (hi - lo) * j / (splits + 1));
+    std::sort(ks.begin(), ks.end());
+    ks.erase(std::unique(ks.begin(), ks.end()), ks.end());
+    ks.erase(std::remove_if(ks.begin(), ks.end(), [&](std::int64_t k) { return k <= lo || k >= hi; }), ks.end());
+    if (ks.empty()) ks.push_back(lo + (hi - lo) / 2);
+    std::vector<Probe> probes;
+    for (auto k : ks) probes.emplace_back(k);
+    evaluate(probes);
     const std::int64_t width = hi - lo;
-    const std::int64_t s = size_with(k);
-    if (s <= budget) {
-      hi = k;
-      size_hi = s;
-    } else {
-      lo = k;
-      size_lo = s;
-    }
-    bisect = !bisect && 2 * (hi - lo) > width;
+    const std::int64_t old_lo = lo, old_hi = hi;
+    for (auto& p : probes)  // ascending k: the first that fits
+      if (p.size <= budget) {
+        hi = p.k;
+        excess_hi = static_cast<double>(p.size - budget);
+        best = std::move(p);
+        break;
+      }
+    for (const auto& p : probes)
+      if (p.k < hi && p.size > budget && p.k > lo) {
+        lo = p.k;
+        excess_lo = static_cast<double>(p.size - budget);
+      }
+    const int side = lo == old_lo ? -1 : hi == old_hi ? +1 : 0;
+    if (side != 0 && side == kept_side) (side < 0 ? excess_lo : excess_hi) /= 2;
+    kept_side = side;
+    split_only = !split_only && 2 * (hi - lo) > width;
   }
-  size_with(hi);
+  packed.bytes = std::move(best.bytes);
+  packed.sizes = best.sizes;
   packed.prune.zeroed = hi;
+  for (std::int64_t j = 0; j < hi; ++j) {
+    const auto key = cand[static_cast<std::size_t>(j)];
+    tensors[key_tensor(key)].q[key_index(key)] = 0;
+  }
   packed.compress_s = seconds_since(t0);
   return packed;
 }
