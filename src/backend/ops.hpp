@@ -146,6 +146,14 @@ class Ops : public virtual Device {
   virtual void softcap_ce_backward(T* dz, const T* logits, const std::int32_t* targets, int n, int vocab, T cap,
                                    T scale) = 0;
 
+  // ----- test-time delta (SLOT, docs/eval.md) ----------------------------------------------------
+  // y[i, :] = x[i, :] + rows[i / group_rows, :]     (n = groups * group_rows rows of dim)
+  virtual void add_group_rows(T* y, const T* x, const T* rows, int groups, int group_rows, int dim) = 0;
+  // out[g, :] = sum of x[i, :] over the rows i of group g (written; float64 sums in row order)
+  virtual void sum_group_rows(T* out, const T* x, int groups, int group_rows, int dim) = 0;
+  // x[i, :] *= w[i]   (n rows of dim; w a device vector of n row weights)
+  virtual void scale_rows(T* x, const T* w, int n, int dim) = 0;
+
   // ----- optimizers and training (docs/training.md) ---------------------------------------------
   // c[m, n] = alpha * op(a) @ op(b) + beta * c, op(x) = x or x^T; a is m x k after op, b k x n.
   virtual void gemm(T* c, const T* a, const T* b, int m, int n, int k, bool trans_a, bool trans_b, T alpha,

@@ -66,14 +66,6 @@ struct EvalCommand {
   std::string results;
 };
 
-data::ByteTables tables_for(const config::Config& c) {
-  data::Tokenizer tok(c.data.tokenizer);
-  if (tok.vocab_size() != c.model.vocab_size)
-    fail(ErrorKind::config, "model.vocab_size: ", c.model.vocab_size, " does not match the tokenizer ", c.data.tokenizer,
-         " (vocab size ", tok.vocab_size(), ")");
-  return data::build_byte_tables(tok, c.model.vocab_size);
-}
-
 void run_eval(const EvalCommand& o) {
   if (o.checkpoint.empty() && o.artifact.empty()) fail(ErrorKind::usage, "eval: give --checkpoint or --artifact");
   auto loaded = load_config_args(o.cfg);
@@ -85,57 +77,27 @@ void run_eval(const EvalCommand& o) {
                stream.origin.c_str(), with_commas(static_cast<std::uint64_t>(stream.read_tokens)).c_str(),
                c.data.trim_val ? ", trimmed to a multiple of seq_len + 1" : "");
 
-  model::ParamTable table(c.model);
-  std::vector<float> params;
-  if (!o.artifact.empty()) {
-    // The exact dequantised weights q * s the artifact stands for.
-    const exporter::Artifact a = exporter::read_artifact_file(o.artifact);
-    exporter::check_artifact_model(a.container, c, o.artifact);
-    params = exporter::unpack_weights(a.container, table, o.artifact);
-    std::fprintf(stderr, "artifact: %s bytes (model %s + code %s + header %llu)\n", with_commas(a.sizes.total()).c_str(),
-                 with_commas(a.sizes.model).c_str(), with_commas(a.sizes.code).c_str(),
-                 static_cast<unsigned long long>(a.sizes.header));
-  } else {
-    params = model::load_checkpoint(o.checkpoint, table);
-  }
-  eval::EvalOptions opts;
-  opts.mode = o.mode.empty() ? (c.eval.sliding ? eval::Mode::sliding : eval::Mode::nonoverlap)
-                             : (o.mode == "nonoverlap" ? eval::Mode::nonoverlap : eval::Mode::sliding);
-  opts.stride = o.stride > 0 ? o.stride : static_cast<int>(c.eval.stride);
-  if (opts.stride > c.model.seq_len)
-    fail(ErrorKind::usage, "--stride ", opts.stride, ": exceeds the window model.seq_len = ", c.model.seq_len);
-  opts.batch_windows = o.batch_windows > 0 ? o.batch_windows : static_cast<int>(c.eval.batch_windows);
-  opts.record_rescore = c.eval.tail == config::SlidingTail::record_rescore;
+  const std::vector<float> params = load_eval_weights(c, o.checkpoint, o.artifact);
+  eval::EvalOptions opts = eval_options_for(c, o.mode, o.stride, o.batch_windows);
   opts.nll_out = o.nll_out;
+  const std::int64_t windows = stream.targets() / opts.stride + 1;  // an upper bound on the plan's windows
+  opts.batch_windows = static_cast<int>(std::min<std::int64_t>(opts.batch_windows, windows));
 
   backend::CpuOps<float> ops;
-  const std::int64_t windows = stream.targets() / opts.stride + 1;  // an upper bound on the plan's windows
-  model::Model<float> net(c.model, ops, static_cast<int>(std::min<std::int64_t>(opts.batch_windows, windows)),
-                          static_cast<int>(c.model.seq_len), model::ModelMode::inference);
+  model::Model<float> net(c.model, ops, eval::eval_model_batch(opts), static_cast<int>(c.model.seq_len),
+                          eval::eval_model_mode(opts));
   net.print_layout(stderr, false);
   net.set_params(params);
   // Depth recurrence is part of the trained model once it has switched on.
   net.set_recurrence_active(!c.model.recurrence.virtual_layers.empty());
-  eval::EvalResult r = eval::evaluate(net, stream, tables, opts);
+  const eval::EvalResult r = eval::evaluate(net, stream, tables, opts);
 
-  std::printf("val_loss %.6f val_bpb %.6f scored %lld/%lld (%s", r.val_loss, r.val_bpb,
-              static_cast<long long>(r.scored), static_cast<long long>(r.targets), r.mode.c_str());
-  if (opts.mode == eval::Mode::sliding) std::printf(", stride %d", opts.stride);
-  std::printf(", %lld windows, %.1f s)\n", static_cast<long long>(r.windows), r.seconds);
+  std::printf("%s\n", eval_summary_line(r, opts).c_str());
   if (!o.results.empty()) {
     json out = {{"pgolf", {{"version", build_info().version}, {"git", build_info().git_hash}}},
-                {o.artifact.empty() ? "checkpoint" : "artifact", o.artifact.empty() ? o.checkpoint : o.artifact},
-                {"mode", r.mode},
-                {"stride", opts.mode == eval::Mode::sliding ? opts.stride : 0},
-                {"compliant", !opts.record_rescore},
-                {"val_loss", r.val_loss},
-                {"val_bpb", r.val_bpb},
-                {"scored", r.scored},
-                {"targets", r.targets},
-                {"bytes", r.bytes},
-                {"windows", r.windows},
-                {"seconds", r.seconds},
-                {"config", config::to_json(c)}};
+                {o.artifact.empty() ? "checkpoint" : "artifact", o.artifact.empty() ? o.checkpoint : o.artifact}};
+    out.update(eval_result_json(r, opts));
+    out["config"] = config::to_json(c);
     write_file_atomic(o.results, dump_json(out, 2) + "\n");
   }
 }
@@ -222,7 +184,7 @@ void register_model_commands(CLI::App& app) {
 
   auto eo = std::make_shared<EvalCommand>();
   CLI::App* ev = app.add_subcommand(
-      "eval", "Evaluate a checkpoint or an artifact on the val split: val_loss, val_bpb (SPEC 6.1, 6.2)");
+      "eval", "Evaluate a checkpoint or an artifact on the val split: val_loss, val_bpb (SPEC 6, docs/eval.md)");
   add_config_options(ev, eo->cfg, false);
   auto* ckpt = ev->add_option("--checkpoint", eo->checkpoint, "Weights (.safetensors with SPEC 3.1 names)")
                    ->check(CLI::ExistingFile);
@@ -237,6 +199,11 @@ void register_model_commands(CLI::App& app) {
   ev->add_option("--nll-out", eo->nll_out,
                  "Write the NLL of every target as little-endian float64, index = target position, NaN if unscored");
   ev->add_option("--results", eo->results, "Write the results (and the resolved config) as JSON");
+  ev->footer(
+      "The mode comes from the config's eval section: sliding or non-overlapping windows, score-first TTT "
+      "(eval.ttt.enabled) and SLOT (eval.slot.variant = none, standard, causal_shared or causal); e.g. --set "
+      "eval.ttt.enabled=true --set eval.slot.variant=causal. Results state the mode and whether it is compliant by "
+      "construction (standard and causal_shared SLOT and eval.tail = record_rescore are not); pgolf audit checks it.");
   ev->callback([eo] { run_eval(*eo); });
 
   auto bo = std::make_shared<BenchOptions>();

@@ -127,31 +127,17 @@ void run_main(RunOptions o) {
                           {"steps", std::to_string(trainer.steps_done())}});
   trainer.model().set_params(exported);
   trainer.model().set_forward_weights(nullptr);
-  eval::EvalOptions eo;
-  eo.mode = c.eval.sliding ? eval::Mode::sliding : eval::Mode::nonoverlap;
-  eo.stride = static_cast<int>(c.eval.stride);
-  eo.batch_windows = static_cast<int>(c.eval.batch_windows);
-  eo.record_rescore = c.eval.tail == config::SlidingTail::record_rescore;
+  eval::EvalOptions eo = eval::eval_options(c);
   eo.nll_out = dir / "val_nll.f64";
   const eval::ValStream stream = eval::load_val_stream(c);
   const eval::EvalResult e = eval::evaluate(trainer.model(), stream, trainer.byte_tables(), eo);
   const auto model_bytes = fs::file_size(dir / "model.safetensors");
   auto eval_json = [&](const eval::EvalResult& r, const char* weights) {
-    return json{{"weights", weights},
-                {"mode", r.mode},
-                {"stride", eo.mode == eval::Mode::sliding ? eo.stride : 0},
-                {"compliant", !eo.record_rescore},
-                {"val_loss", r.val_loss},
-                {"val_bpb", r.val_bpb},
-                {"scored", r.scored},
-                {"targets", r.targets},
-                {"seconds", r.seconds}};
+    json j = eval_result_json(r, eo);
+    j["weights"] = weights;
+    return j;
   };
-  auto eval_line = [&](const eval::EvalResult& r) {
-    return cat("val_loss ", fixed(r.val_loss, 4), " val_bpb ", fixed(r.val_bpb, 4), " (", r.mode,
-               eo.mode == eval::Mode::sliding ? cat(" stride ", eo.stride) : std::string(), ", ",
-               with_commas(static_cast<std::uint64_t>(r.scored)), " targets)");
-  };
+  auto eval_line = [&](const eval::EvalResult& r) { return eval_summary_line(r, eo); };
   results["final_eval"] = eval_json(e, averaging);
   results["model_file_bytes"] = model_bytes;
   results["peak_rss_mib"] = train::peak_rss_mib();

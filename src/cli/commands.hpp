@@ -26,5 +26,6 @@ void register_inspect(CLI::App& app);
 void register_model_commands(CLI::App& app);  // init, eval, bench
 void register_run(CLI::App& app);
 void register_export_commands(CLI::App& app);  // pack
+void register_audit(CLI::App& app);
 
 }  // namespace pgolf::cli

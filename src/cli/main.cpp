@@ -30,7 +30,7 @@ int main(int argc, char** argv) {
                "pgolf"};
   app.require_subcommand(0, 1);
   app.footer("Run 'pgolf COMMAND --help' for a command's options. Exit codes: 0 ok, 1 internal, 2 usage, "
-             "3 config, 4 data, 5 format, 6 I/O, 7 device, 8 diverged, 9 over budget, 128+signal interrupted.");
+             "3 config, 4 data, 5 format, 6 I/O, 7 device, 8 diverged, 9 over budget, 10 audit violation, 128+signal interrupted.");
   bool version = false;
   app.add_flag("--version", version, "Print the version, git hash, compiled-in backends and devices");
   pgolf::cli::register_prepare(app);
@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
   pgolf::cli::register_run(app);
   pgolf::cli::register_model_commands(app);
   pgolf::cli::register_export_commands(app);
+  pgolf::cli::register_audit(app);
 
   try {
     app.parse(argc, argv);

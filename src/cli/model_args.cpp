@@ -7,6 +7,9 @@
 #include "backend/cpu/cpu_ops.hpp"
 #include "common/error.hpp"
 #include "common/strings.hpp"
+#include "data/tokenizer.hpp"
+#include "export/artifact.hpp"
+#include "model/params.hpp"
 
 namespace pgolf::cli {
 
@@ -59,6 +62,76 @@ void print_export_result(const exporter::ExportResult& r, const config::ExportCo
                                  : "");
   if (r.calibrate_s > 0) std::printf("calibration %.1f s, ", r.calibrate_s);
   std::printf("quantisation %.1f s, compression %.1f s (%d tries)\n", r.quantize_s, r.compress_s, r.prune.compressions);
+}
+
+data::ByteTables tables_for(const config::Config& c) {
+  data::Tokenizer tok(c.data.tokenizer);
+  if (tok.vocab_size() != c.model.vocab_size)
+    fail(ErrorKind::config, "model.vocab_size: ", c.model.vocab_size, " does not match the tokenizer ", c.data.tokenizer,
+         " (vocab size ", tok.vocab_size(), ")");
+  return data::build_byte_tables(tok, c.model.vocab_size);
+}
+
+std::vector<float> load_eval_weights(const config::Config& c, const std::string& checkpoint, const std::string& artifact) {
+  model::ParamTable table(c.model);
+  if (artifact.empty()) return model::load_checkpoint(checkpoint, table);
+  // The exact dequantised weights q * s the artifact stands for.
+  const exporter::Artifact a = exporter::read_artifact_file(artifact);
+  exporter::check_artifact_model(a.container, c, artifact);
+  std::fprintf(stderr, "artifact: %s bytes (model %s + code %s + header %llu)\n", with_commas(a.sizes.total()).c_str(),
+               with_commas(a.sizes.model).c_str(), with_commas(a.sizes.code).c_str(),
+               static_cast<unsigned long long>(a.sizes.header));
+  return exporter::unpack_weights(a.container, table, artifact);
+}
+
+eval::EvalOptions eval_options_for(const config::Config& c, const std::string& mode, int stride, int batch_windows) {
+  eval::EvalOptions o = eval::eval_options(c);
+  if (mode == "nonoverlap") {
+    o.mode = eval::Mode::nonoverlap;
+  } else if (mode == "sliding") {
+    o.mode = eval::Mode::sliding;
+  } else if (!mode.empty()) {
+    fail(ErrorKind::usage, "--mode ", mode, ": expected nonoverlap or sliding");
+  }
+  if (stride > 0) o.stride = stride;
+  if (o.mode == eval::Mode::sliding && o.stride > c.model.seq_len)
+    fail(ErrorKind::usage, "stride ", o.stride, ": exceeds the window model.seq_len = ", c.model.seq_len);
+  if (batch_windows > 0) o.batch_windows = batch_windows;
+  return o;
+}
+
+std::string eval_summary_line(const eval::EvalResult& r, const eval::EvalOptions& o) {
+  return cat("val_loss ", fixed(r.val_loss, 6), " val_bpb ", fixed(r.val_bpb, 6), " scored ", r.scored, "/",
+             r.targets, " (",
+             r.mode, o.mode == eval::Mode::sliding ? cat(", stride ", o.stride) : std::string(), ", ", r.windows,
+             " windows", o.ttt.enabled ? cat(", ", r.chunks, " TTT chunks") : std::string(), ", ", fixed(r.seconds, 1),
+             " s)", r.compliant ? std::string() : " NON-COMPLIANT (SPEC 7: see docs/eval.md)");
+}
+
+json eval_result_json(const eval::EvalResult& r, const eval::EvalOptions& o) {
+  json j = {{"mode", r.mode},
+            {"compliant", r.compliant},
+            {"stride", o.mode == eval::Mode::sliding ? o.stride : 0},
+            {"tail", o.record_rescore ? "record_rescore" : "exactly_once"},
+            {"batch_windows", o.batch_windows},
+            {"val_loss", r.val_loss},
+            {"val_bpb", r.val_bpb},
+            {"scored", r.scored},
+            {"targets", r.targets},
+            {"bytes", r.bytes},
+            {"windows", r.windows},
+            {"seconds", r.seconds},
+            {"tokens_per_s", r.tokens_per_s}};
+  if (o.ttt.enabled)
+    j["ttt"] = {{"chunks", r.chunks},       {"chunk_tokens", o.ttt.chunk_tokens}, {"epochs", o.ttt.epochs},
+                {"lr", o.ttt.lr},           {"batch_seqs", o.ttt.batch_seqs},     {"momentum", o.ttt.momentum},
+                {"grad_clip", o.ttt.grad_clip}, {"freeze_blocks", o.ttt.freeze_blocks}, {"steps", r.ttt_steps},
+                {"seconds", r.ttt_seconds}};
+  if (o.slot.variant != config::SlotVariant::none)
+    j["slot"] = {{"variant", config::enum_name(o.slot.variant)}, {"placement", config::enum_name(o.slot.placement)},
+                 {"lr", o.slot.lr}, {"steps", o.slot.steps}, {"beta1", o.slot.beta1}, {"beta2", o.slot.beta2},
+                 {"eps", o.slot.eps}, {"weight_decay", o.slot.weight_decay}};
+  return j;
 }
 
 }  // namespace pgolf::cli

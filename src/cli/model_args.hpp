@@ -4,7 +4,9 @@
 #include <string>
 #include <vector>
 
+#include "common/json.hpp"
 #include "config/config_loader.hpp"
+#include "eval/evaluator.hpp"
 #include "export/pack.hpp"
 
 namespace CLI {
@@ -29,5 +31,23 @@ void select_cpu_backend(const config::Config& c);
 
 // Prints an export's sizes against the budget, its treatment per scheme and its timings.
 void print_export_result(const exporter::ExportResult& r, const config::ExportConfig& e, const std::string& path);
+
+// The byte tables of the config's tokenizer, checked against model.vocab_size.
+data::ByteTables tables_for(const config::Config& c);
+
+// The weights an evaluating command uses: a checkpoint, or the dequantised weights of an
+// artifact (checked against the config's model section, sizes printed to stderr).
+std::vector<float> load_eval_weights(const config::Config& c, const std::string& checkpoint, const std::string& artifact);
+
+// The config's eval options with a command's overrides: mode ("" = the config's, else
+// "nonoverlap" or "sliding"), stride and batch_windows (0 = the config's).
+eval::EvalOptions eval_options_for(const config::Config& c, const std::string& mode, int stride, int batch_windows);
+
+// "val_loss ... val_bpb ... scored n/N (sliding+ttt, stride 64, W windows, s)" plus the
+// compliance label of a non-compliant mode.
+std::string eval_summary_line(const eval::EvalResult& r, const eval::EvalOptions& o);
+
+// The results-file object of one evaluation: mode label, compliance, settings and sums.
+json eval_result_json(const eval::EvalResult& r, const eval::EvalOptions& o);
 
 }  // namespace pgolf::cli

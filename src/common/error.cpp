@@ -15,6 +15,7 @@ const char* kind_name(ErrorKind kind) {
     case ErrorKind::device: return "device error";
     case ErrorKind::diverged: return "training diverged";
     case ErrorKind::over_budget: return "over budget";
+    case ErrorKind::audit_failed: return "audit failed";
   }
   return "error";
 }

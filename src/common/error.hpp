@@ -19,6 +19,7 @@ enum class ErrorKind : int {
   device = 7,    // a required accelerator is missing
   diverged = 8,  // training produced a non-finite loss
   over_budget = 9,  // the artifact exceeds the byte budget (SPEC 5.3)
+  audit_failed = 10,  // the legality audit found a violation (SPEC 7)
 };
 
 int exit_code(ErrorKind kind);

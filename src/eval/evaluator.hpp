@@ -1,7 +1,8 @@
 #pragma once
-// Scoring the val stream with a model (SPEC 6.1, 6.2): windows from eval/windows.hpp, run in
-// batches of equal-length windows, NLL of the scored positions accumulated with the exact
-// byte counts of SPEC 2.3.
+// Scoring the val stream with a model (SPEC 6, docs/eval.md): the window plan of
+// eval/windows.hpp, run in batches of equal-length windows, optionally with score-first TTT
+// (eval/ttt.hpp) around the scoring and a SLOT delta (eval/slot.hpp) inside it; the NLL of
+// the scored positions is accumulated with the exact byte counts of SPEC 2.3.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -9,6 +10,7 @@
 #include "common/files.hpp"
 #include "config/config.hpp"
 #include "data/bpb.hpp"
+#include "dist/communicator.hpp"
 #include "eval/windows.hpp"
 #include "model/model.hpp"
 
@@ -29,26 +31,60 @@ ValStream load_val_stream(const config::Config& c);
 enum class Mode { nonoverlap, sliding };
 const char* mode_name(Mode m);
 
+inline config::TttConfig ttt_disabled() {
+  config::TttConfig t;
+  t.enabled = false;
+  return t;
+}
+
 struct EvalOptions {
   Mode mode = Mode::sliding;
   int stride = 64;
   int batch_windows = 32;
   bool record_rescore = false;
-  fs::path nll_out;       // float64 per target, NaN where not scored; empty = none
+  config::TttConfig ttt = ttt_disabled();
+  config::SlotConfig slot;  // variant none: no SLOT
+  fs::path nll_out;         // float64 per target, NaN where not scored; empty = none
+  bool keep_nll = false;    // also return the per-target NLLs and score counts (audits)
+  bool check_exactly_once = true;  // a target scored other than once is an internal error
+                                   // (the audit counts instead; record_rescore never checks)
   bool progress = true;
+  dist::Communicator* comm = nullptr;  // null: a single rank
 };
 
+// The eval section of a config as options (mode, stride, batches, tail, TTT, SLOT).
+EvalOptions eval_options(const config::Config& c);
+
+// "sliding", "sliding+ttt", "sliding+ttt+slot:causal", ... (docs/eval.md "Results labels").
+std::string eval_label(const EvalOptions& o);
+// False for the modes that break SPEC 7's conditions: record_rescore (C4), standard and
+// causal_shared SLOT (C1).
+bool eval_compliant(const EvalOptions& o);
+// What a model needs to run these options: sequences per forward, and training mode for TTT.
+int eval_model_batch(const EvalOptions& o);
+model::ModelMode eval_model_mode(const EvalOptions& o);
+
 struct EvalResult {
-  std::string mode;
+  std::string mode;  // eval_label()
+  bool compliant = true;
   double val_loss = 0.0;
   double val_bpb = 0.0;
   std::int64_t scored = 0;
   std::int64_t targets = 0;
   std::int64_t bytes = 0;
   std::int64_t windows = 0;
+  std::int64_t chunks = 0;      // TTT chunks (1 without TTT)
+  std::int64_t ttt_steps = 0;   // TTT optimizer steps
   double seconds = 0.0;
+  double ttt_seconds = 0.0;     // of which TTT training
+  double tokens_per_s = 0.0;    // scored targets per second
+  std::vector<double> nll;            // keep_nll: per target (NaN where not scored)
+  std::vector<std::uint8_t> counts;   // keep_nll: times each target was scored (saturating)
 };
 
+// Evaluates the model on the stream. With TTT the model's weights change (they end as the
+// last chunk's training left them) and the model must be built with eval_model_mode() and
+// room for eval_model_batch() sequences.
 EvalResult evaluate(model::Model<float>& model, const ValStream& stream, const data::ByteTables& tables,
                     const EvalOptions& options);
 

@@ -362,20 +362,49 @@ void Model<T>::mlp_forward(StepActs& s, int layer, const T* stream_in) {
 
 template <class T>
 double Model<T>::forward(const std::int32_t* ids, const std::int32_t* targets, int batch, int seq, T* nll) {
+  const int N = batch * seq, d = static_cast<int>(cfg_.model_dim), V = static_cast<int>(cfg_.vocab_size);
+  if (batch >= 1 && seq >= 1)
+    for (int i = 0; i < N; ++i)
+      if (targets[i] < 0 || targets[i] >= V)
+        fail(ErrorKind::data, "model input: target id ", targets[i], " at position ", i, " is outside [0, ", V, ")");
+  forward_body(ids, batch, seq);
+  ops_.to_device(targets_, targets, static_cast<std::size_t>(N) * sizeof(std::int32_t));
+
+  // Head and loss (steps 10-11).
+  ops_.rmsnorm_forward(h_final_, rstd_final_, stream_final_, N, d, T(1));
+  ops_.matmul_forward(logits_, h_final_, head_weight(), N, d, V, false);
+  ops_.softcap_ce_forward(logits_, nll_, loss_sum_, targets_, N, V, static_cast<T>(cfg_.logit_softcap));
+  T loss_sum{};
+  ops_.to_host(&loss_sum, loss_sum_, sizeof(T));
+  if (nll != nullptr) ops_.to_host(nll, nll_, static_cast<std::size_t>(N) * sizeof(T));
+  have_forward_ = true;
+  return static_cast<double>(loss_sum) / N;
+}
+
+template <class T>
+void Model<T>::forward_hidden(const std::int32_t* ids, int batch, int seq) {
+  forward_body(ids, batch, seq);
+  ops_.rmsnorm_forward(h_final_, rstd_final_, stream_final_, batch * seq, static_cast<int>(cfg_.model_dim), T(1));
+}
+
+template <class T>
+const T* Model<T>::head_weight() const {
+  return cfg_.tie_embeddings ? param("tok_emb.weight") : param("lm_head.weight");
+}
+
+template <class T>
+void Model<T>::forward_body(const std::int32_t* ids, int batch, int seq) {
   if (batch < 1 || batch > max_batch_ || seq < 1 || seq > max_seq_)
     fail(ErrorKind::internal, "model: a batch of ", batch, " x ", seq, " does not fit the arena (1..", max_batch_, " x 1..",
          max_seq_, ")");
+  have_forward_ = false;
   batch_ = batch;
   seq_ = seq;
   const int N = batch * seq, d = static_cast<int>(cfg_.model_dim), V = static_cast<int>(cfg_.vocab_size);
   const auto Nd = static_cast<std::size_t>(N) * d;
-  for (int i = 0; i < N; ++i) {
+  for (int i = 0; i < N; ++i)
     if (ids[i] < 0 || ids[i] >= V) fail(ErrorKind::data, "model input: input id ", ids[i], " at position ", i, " is outside [0, ", V, ")");
-    if (targets[i] < 0 || targets[i] >= V)
-      fail(ErrorKind::data, "model input: target id ", targets[i], " at position ", i, " is outside [0, ", V, ")");
-  }
   ops_.to_device(ids_, ids, static_cast<std::size_t>(N) * sizeof(std::int32_t));
-  ops_.to_device(targets_, targets, static_cast<std::size_t>(N) * sizeof(std::int32_t));
 
   // Embedding, BigramHash, norm, SmearGate (docs/model.md steps 1-4).
   ops_.embedding_forward(e_raw_, ids_, param("tok_emb.weight"), N, d);
@@ -449,17 +478,6 @@ double Model<T>::forward(const std::int32_t* ids, const std::int32_t* targets, i
     lane0_final_ = lane1_final_ = nullptr;
   }
   stream_final_ = x;
-
-  // Head and loss (steps 10-11).
-  ops_.rmsnorm_forward(h_final_, rstd_final_, x, N, d, T(1));
-  const T* w_head = cfg_.tie_embeddings ? param("tok_emb.weight") : param("lm_head.weight");
-  ops_.matmul_forward(logits_, h_final_, w_head, N, d, V, false);
-  ops_.softcap_ce_forward(logits_, nll_, loss_sum_, targets_, N, V, static_cast<T>(cfg_.logit_softcap));
-  T loss_sum{};
-  ops_.to_host(&loss_sum, loss_sum_, sizeof(T));
-  if (nll != nullptr) ops_.to_host(nll, nll_, static_cast<std::size_t>(N) * sizeof(T));
-  have_forward_ = true;
-  return static_cast<double>(loss_sum) / N;
 }
 
 template <class T>

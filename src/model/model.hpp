@@ -71,6 +71,9 @@ class Model {
   Model& operator=(const Model&) = delete;
 
   const config::ModelConfig& config() const { return cfg_; }
+  bool training() const { return training_; }
+  int max_batch() const { return max_batch_; }
+  int max_seq() const { return max_seq_; }
   const ParamTable& table() const { return table_; }
   backend::Ops<T>& ops() { return ops_; }
   T* params() { return params_; }
@@ -94,6 +97,13 @@ class Model {
   // each). Returns the mean NLL; `nll` (host, batch*seq, may be null) receives each
   // position's NLL. Keeps what backward() needs.
   double forward(const std::int32_t* ids, const std::int32_t* targets, int batch, int seq, T* nll = nullptr);
+  // The transformer without the head (SLOT, docs/eval.md): afterwards final_hidden() holds
+  // the stream entering the final norm and its normalised rows. backward() needs forward().
+  void forward_hidden(const std::int32_t* ids, int batch, int seq);
+  // Device pointers (batch*seq x model_dim) from the last forward or forward_hidden.
+  const T* final_hidden(bool before_norm) const { return before_norm ? stream_final_ : h_final_; }
+  // The output projection: tok_emb.weight when tied, lm_head.weight otherwise (vocab x dim).
+  const T* head_weight() const;
   // Accumulates d(loss_scale * mean loss)/d(params) of the last forward into grads()
   // (loss_scale = 1/A averages A accumulation micro-steps).
   void backward(double loss_scale = 1.0);
@@ -133,6 +143,8 @@ class Model {
   };
 
   void build_arena();
+  // Embedding to the stream entering the final norm (stream_final_), for `batch` x `seq` ids.
+  void forward_body(const std::int32_t* ids, int batch, int seq);
   void attention_forward(StepActs& s, int layer, const T* stream_in);
   void mlp_forward(StepActs& s, int layer, const T* stream_in);
   // attention_backward takes the gradient of the sublayer's output in `dout` and leaves the

@@ -112,7 +112,8 @@ Trainer::Trainer(const config::Config& c, dist::Communicator& comm, backend::Ops
   loader_ = std::make_unique<TrainLoader>(c.data.train_files, c.model.vocab_size);
   val_ = std::make_unique<eval::ValStream>(eval::load_val_stream(c));
 
-  const int max_batch = static_cast<int>(std::max<std::int64_t>(micro_seqs_, c.eval.batch_windows));
+  // Room for the training micro-batch and for the final evaluation (windows, TTT sequences).
+  const int max_batch = std::max(static_cast<int>(micro_seqs_), eval::eval_model_batch(eval::eval_options(c)));
   model_ = std::make_unique<model::Model<float>>(c.model, ops_, max_batch, static_cast<int>(T));
   optimizer_ = std::make_unique<optim::Optimizer<float>>(model_->table(), c.optim, c.model.tie_embeddings, ops_);
   const std::size_t n = model_->table().total();

@@ -298,8 +298,11 @@ def layer_schedule(cfg, recurrence_active):
     return list(range(cfg["num_layers"]))
 
 
-def forward(params, cfg, ids, recurrence_active=False, dtype=torch.float32):
-    """logits [B, T, V] for ids [B, T]; every computation in `dtype`."""
+def forward(params, cfg, ids, recurrence_active=False, dtype=torch.float32, return_hidden=False):
+    """logits [B, T, V] for ids [B, T]; every computation in `dtype`.
+
+    return_hidden=True returns instead the stream entering the final norm, [B, T, d] (the
+    input of the head; docs/eval.md SLOT `before_norm`)."""
     D = dims(cfg)
     V, L, d, H, Hkv, hd, n_skip = D["V"], D["L"], D["d"], D["H"], D["Hkv"], D["hd"], D["n_skip"]
     P = {k: v.to(dtype) for k, v in params.items()}
@@ -415,6 +418,8 @@ def forward(params, cfg, ids, recurrence_active=False, dtype=torch.float32):
     if lanes is not None:
         m = P["lane_merge"]
         x = m * lanes[0] + (1 - m) * lanes[1]
+    if return_hidden:
+        return x
 
     hfin = rms(x)
     w = P["tok_emb.weight"] if cfg["tie_embeddings"] else P["lm_head.weight"]

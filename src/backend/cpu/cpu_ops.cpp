@@ -737,6 +737,42 @@ void CpuOps<T>::softcap_ce_backward(T* dz, const T* logits, const std::int32_t* 
   }
 }
 
+// ----- test-time delta ------------------------------------------------------------------------------
+template <class T>
+void CpuOps<T>::add_group_rows(T* y, const T* x, const T* rows, int groups, int group_rows, int dim) {
+  const int n = groups * group_rows;
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < n; ++i) {
+    const T* r = rows + static_cast<std::size_t>(i / group_rows) * dim;
+    const std::size_t o = static_cast<std::size_t>(i) * dim;
+    for (int c = 0; c < dim; ++c) y[o + c] = x[o + c] + r[c];
+  }
+}
+
+template <class T>
+void CpuOps<T>::sum_group_rows(T* out, const T* x, int groups, int group_rows, int dim) {
+  // One group per iteration, rows summed in order: a group's sum never depends on the others
+  // (the per-window SLOT delta relies on it) nor on the thread count.
+#pragma omp parallel for schedule(static)
+  for (int g = 0; g < groups; ++g) {
+    std::vector<double> acc(static_cast<std::size_t>(dim), 0.0);
+    for (int r = 0; r < group_rows; ++r) {
+      const T* row = x + (static_cast<std::size_t>(g) * group_rows + r) * dim;
+      for (int c = 0; c < dim; ++c) acc[static_cast<std::size_t>(c)] += static_cast<double>(row[c]);
+    }
+    for (int c = 0; c < dim; ++c) out[static_cast<std::size_t>(g) * dim + c] = static_cast<T>(acc[static_cast<std::size_t>(c)]);
+  }
+}
+
+template <class T>
+void CpuOps<T>::scale_rows(T* x, const T* w, int n, int dim) {
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < n; ++i) {
+    T* row = x + static_cast<std::size_t>(i) * dim;
+    for (int c = 0; c < dim; ++c) row[c] *= w[i];
+  }
+}
+
 // ----- optimizers and training -----------------------------------------------------------------
 template <class T>
 void CpuOps<T>::gemm(T* c, const T* a, const T* b, int m, int n, int k, bool trans_a, bool trans_b, T alpha, T beta) {

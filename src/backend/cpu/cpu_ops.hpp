@@ -70,6 +70,9 @@ class CpuOps final : public Ops<T> {
                           T cap) override;
   void softcap_ce_backward(T* dz, const T* logits, const std::int32_t* targets, int n, int vocab, T cap,
                            T scale) override;
+  void add_group_rows(T* y, const T* x, const T* rows, int groups, int group_rows, int dim) override;
+  void sum_group_rows(T* out, const T* x, int groups, int group_rows, int dim) override;
+  void scale_rows(T* x, const T* w, int n, int dim) override;
   void gemm(T* c, const T* a, const T* b, int m, int n, int k, bool trans_a, bool trans_b, T alpha, T beta) override;
   void axpby(T* y, const T* x, T a, T b, std::size_t n) override;
   void scale_values(T* x, T s, std::size_t n) override;
