@@ -26,4 +26,4 @@ echo
 echo
 "$pgolf" run configs/tiny.json --out "$out/run" --force
 echo
-"$pgolf" inspect artifact "$out/run/artifact.pgolf" | head -n 12
+"$pgolf" inspect artifact "$out/run/artifact.pgolf" | sed -n 1,12p  # sed reads it all: no SIGPIPE under pipefail
