@@ -143,8 +143,8 @@ void run_main(RunOptions o) {
   results["peak_rss_mib"] = train::peak_rss_mib();
   // Saved before the export stage, so a failing export leaves the training results.
   write_file_atomic(dir / "results.json", dump_json(results, 2) + "\n");
-  std::printf("run %s: %lld steps in %.1f s; %s weights (float32): %s\n", c.name.c_str(),
-              static_cast<long long>(trainer.steps_done()), trainer.elapsed_s(), averaging, eval_line(e).c_str());
+  trainer.log(cat("run ", c.name, ": ", trainer.steps_done(), " steps in ", fixed(trainer.elapsed_s(), 1), " s; ", averaging,
+                  " weights (float32): ", eval_line(e)));
 
   if (c.export_.enabled) {
     // Export (SPEC 5) and the round trip: evaluate exactly what the artifact restores.
@@ -170,9 +170,9 @@ void run_main(RunOptions o) {
     results["peak_rss_mib"] = train::peak_rss_mib();
     write_file_atomic(dir / "results.json", dump_json(results, 2) + "\n");
     print_export_result(x, c.export_, req.out.string());
-    std::printf("run %s: artifact weights (%s int6): %s, %+.4f bpb from quantisation\n", c.name.c_str(),
-                c.export_.int6_method == config::Int6Method::gptq ? "full GPTQ" : "GPTQ-lite", eval_line(q).c_str(),
-                q.val_bpb - e.val_bpb);
+    trainer.log(cat("run ", c.name, ": artifact weights (",
+                    c.export_.int6_method == config::Int6Method::gptq ? "full GPTQ" : "GPTQ-lite", " int6): ", eval_line(q),
+                    ", ", q.val_bpb - e.val_bpb >= 0 ? "+" : "", fixed(q.val_bpb - e.val_bpb, 4), " bpb from quantisation"));
   }
   std::printf("outputs in %s: model.safetensors (%s, float32)%s, results.json\n", dir.string().c_str(),
               human_bytes(model_bytes).c_str(), c.export_.enabled ? ", artifact.pgolf" : "");

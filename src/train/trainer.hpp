@@ -97,8 +97,10 @@ class Trainer {
   // knobs, and train.iterations / wallclock_cap_s.
   static std::vector<std::string> resume_conflicts(const json& trained_with, const json& now);
 
- private:
+ // Prints a line (rank 0) and appends it to train.log.
   void log(const std::string& line);
+
+ private:
   void update_forward_weights();
   bool qat_covers(const model::ParamSpec& p) const;
   // Saves the state before the current step and throws Error(diverged).
