@@ -151,7 +151,8 @@ class Ops : public virtual Device {
   virtual void add_group_rows(T* y, const T* x, const T* rows, int groups, int group_rows, int dim) = 0;
   // out[g, :] = sum of x[i, :] over the rows i of group g (written; float64 sums in row order)
   virtual void sum_group_rows(T* out, const T* x, int groups, int group_rows, int dim) = 0;
-  // x[i, :] *= w[i]   (n rows of dim; w a device vector of n row weights)
+  // x[i, :] *= w[i]   (n rows of dim; w a device vector of n row weights). A row whose weight
+  // is 0 becomes exactly 0 even if it held Inf or NaN (a masked row must not leak into a sum).
   virtual void scale_rows(T* x, const T* w, int n, int dim) = 0;
 
   // ----- optimizers and training (docs/training.md) ---------------------------------------------

@@ -95,7 +95,8 @@ eval::EvalOptions eval_options_for(const config::Config& c, const std::string& m
   }
   if (stride > 0) o.stride = stride;
   if (o.mode == eval::Mode::sliding && o.stride > c.model.seq_len)
-    fail(ErrorKind::usage, "stride ", o.stride, ": exceeds the window model.seq_len = ", c.model.seq_len);
+    fail(ErrorKind::usage, stride > 0 ? "--stride " : "eval.stride: ", o.stride, " exceeds the window model.seq_len = ",
+         c.model.seq_len);
   if (batch_windows > 0) o.batch_windows = batch_windows;
   return o;
 }
@@ -122,6 +123,10 @@ json eval_result_json(const eval::EvalResult& r, const eval::EvalOptions& o) {
             {"windows", r.windows},
             {"seconds", r.seconds},
             {"tokens_per_s", r.tokens_per_s}};
+  if (o.wallclock_budget_s > 0) {
+    j["wallclock_budget_s"] = o.wallclock_budget_s;
+    j["within_wallclock_budget"] = r.seconds <= o.wallclock_budget_s;
+  }
   if (o.ttt.enabled)
     j["ttt"] = {{"chunks", r.chunks},       {"chunk_tokens", o.ttt.chunk_tokens}, {"epochs", o.ttt.epochs},
                 {"lr", o.ttt.lr},           {"batch_seqs", o.ttt.batch_seqs},     {"momentum", o.ttt.momentum},

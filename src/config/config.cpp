@@ -212,8 +212,8 @@ void describe(Visitor& v, EvalConfig& c) {
     enumeration(s, "placement", c.slot.placement, "delta added before or after the final norm");
     s.number("lr", c.slot.lr, at_least(0), "AdamW lr (constant)");
     s.integer("steps", c.slot.steps, at_least(1), "AdamW steps per batch");
-    s.number("beta1", c.slot.beta1, in_range(0, 1), "AdamW beta1");
-    s.number("beta2", c.slot.beta2, in_range(0, 1), "AdamW beta2");
+    s.number("beta1", c.slot.beta1, in_range_below(0, 1), "AdamW beta1");
+    s.number("beta2", c.slot.beta2, in_range_below(0, 1), "AdamW beta2");
     s.number("eps", c.slot.eps, positive(), "AdamW epsilon");
     s.number("weight_decay", c.slot.weight_decay, at_least(0), "AdamW weight decay");
   });

@@ -252,15 +252,16 @@ class Documenter final : public Visitor {
 }  // namespace
 
 std::string Bounds::describe() const {
-  if (min && max) return cat("in ", exclusive_min ? "(" : "[", format_number(*min), ", ", format_number(*max), "]");
+  if (min && max)
+    return cat("in ", exclusive_min ? "(" : "[", format_number(*min), ", ", format_number(*max), exclusive_max ? ")" : "]");
   if (min) return cat(exclusive_min ? "> " : ">= ", format_number(*min));
-  if (max) return cat("<= ", format_number(*max));
+  if (max) return cat(exclusive_max ? "< " : "<= ", format_number(*max));
   return "";
 }
 
 bool Bounds::contains(double v) const {
   if (min && (exclusive_min ? !(v > *min) : !(v >= *min))) return false;
-  if (max && !(v <= *max)) return false;
+  if (max && (exclusive_max ? !(v < *max) : !(v <= *max))) return false;
   return true;
 }
 

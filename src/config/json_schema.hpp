@@ -19,11 +19,13 @@ namespace pgolf::config {
 
 using pgolf::json;
 
-// Inclusive numeric bounds; absent ends are unbounded. `exclusive_min` turns min into '>'.
+// Inclusive numeric bounds; absent ends are unbounded. `exclusive_min` turns min into '>',
+// `exclusive_max` max into '<'.
 struct Bounds {
   std::optional<double> min;
   std::optional<double> max;
   bool exclusive_min = false;
+  bool exclusive_max = false;
   std::string describe() const;  // "in [0, 1]", ">= 1", "> 0", or ""
   bool contains(double v) const;
 };
@@ -31,6 +33,7 @@ inline Bounds any() { return {}; }
 inline Bounds at_least(double lo) { return {lo, std::nullopt, false}; }
 inline Bounds positive() { return {0.0, std::nullopt, true}; }
 inline Bounds in_range(double lo, double hi) { return {lo, hi, false}; }
+inline Bounds in_range_below(double lo, double hi) { return {lo, hi, false, true}; }  // [lo, hi)
 
 class Visitor {
  public:

@@ -64,7 +64,7 @@ AuditReport audit_eval(model::Model<float>& model, const std::vector<float>& wei
                        const std::function<void(const AuditProbe&, std::size_t, std::size_t)>& on_probe) {
   const auto start = std::chrono::steady_clock::now();
   const std::int64_t N = stream.targets();
-  const auto V = static_cast<std::uint16_t>(model.config().vocab_size);
+  const auto V = static_cast<std::uint32_t>(model.config().vocab_size);  // up to 65,536
   o.keep_nll = true;
   o.nll_out.clear();
   o.progress = false;
@@ -86,7 +86,7 @@ AuditReport audit_eval(model::Model<float>& model, const std::vector<float>& wei
       fail(ErrorKind::usage, "audit position ", pos.token, " is outside [1, ", N, "] (the val stream's last token is ", N,
            ")");
     const auto q = static_cast<std::size_t>(pos.token);
-    perturbed.tokens[q] = static_cast<std::uint16_t>((stream.tokens[q] + 1u) % V);
+    perturbed.tokens[q] = static_cast<std::uint16_t>((stream.tokens[q] + 1u) % V);  // another valid id
     model.set_params(weights);
     const EvalResult run = evaluate(model, perturbed, tables, o);
     perturbed.tokens[q] = stream.tokens[q];

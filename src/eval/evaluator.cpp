@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -45,6 +46,7 @@ EvalOptions eval_options(const config::Config& c) {
   o.record_rescore = c.eval.tail == config::SlidingTail::record_rescore;
   o.ttt = c.eval.ttt;
   o.slot = c.eval.slot;
+  o.wallclock_budget_s = c.eval.wallclock_budget_s;
   return o;
 }
 
@@ -137,6 +139,11 @@ class WindowScorer {
       for (int p = win.score_from; p < win.length; ++p) {
         const std::size_t i = static_cast<std::size_t>(win.start + p);  // target index
         const double v = nll_[static_cast<std::size_t>(w) * len + p];
+        if (!std::isfinite(v))
+          fail(ErrorKind::diverged, "eval ", eval_label(o_), ": target ", i, " has NLL ", v,
+               o_.slot.variant != config::SlotVariant::none ? " (lower eval.slot.lr)"
+               : o_.ttt.enabled                             ? " (lower eval.ttt.lr)"
+                                                            : " (the weights are not finite)");
         sums.add(stream_.tokens[i], stream_.tokens[i + 1], v, tables_);
         if (counts_[i] < 255) ++counts_[i];
         if (!nll_out_.empty()) nll_out_[i] = v;
@@ -169,7 +176,7 @@ EvalResult evaluate(model::Model<float>& model, const ValStream& stream, const d
     fail(ErrorKind::internal, "eval: the model holds ", model.max_batch(), " x ", model.max_seq(), ", the options need ",
          eval_model_batch(o), " x ", T);
   if (o.slot.variant != config::SlotVariant::none && o.slot.steps < 0)
-    fail(ErrorKind::config, "eval.slot.steps: ", o.slot.steps, " must be >= 0");
+    fail(ErrorKind::internal, "eval: SLOT with ", o.slot.steps, " steps");
 
   const std::vector<Window> plan = o.mode == Mode::nonoverlap ? nonoverlapping_windows(N, T)
                                                                : sliding_windows(N, T, o.stride, o.record_rescore);
@@ -269,6 +276,9 @@ EvalResult evaluate(model::Model<float>& model, const ValStream& stream, const d
                         " s (", with_commas(static_cast<std::uint64_t>(r.tokens_per_s)), " tokens/s",
                         o.ttt.enabled ? cat(", TTT ", fixed(r.ttt_seconds, 1), " s") : std::string(), ")",
                         r.compliant ? std::string() : "; NON-COMPLIANT mode (SPEC 7)"));
+  if (o.progress && o.wallclock_budget_s > 0 && r.seconds > o.wallclock_budget_s)
+    std::fprintf(stderr, "eval %s: took %.1f s, over eval.wallclock_budget_s = %.0f s (the challenge's eval limit)\n",
+                 label.c_str(), r.seconds, o.wallclock_budget_s);
   if (!o.nll_out.empty()) {
     AtomicFileWriter w(o.nll_out);
     w.write(std::as_bytes(std::span<const double>(scorer.nll_out_)));

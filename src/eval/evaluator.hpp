@@ -49,6 +49,9 @@ struct EvalOptions {
   bool check_exactly_once = true;  // a target scored other than once is an internal error
                                    // (the audit counts instead; record_rescore never checks)
   bool progress = true;
+  double wallclock_budget_s = 0.0;     // the challenge's eval time limit, reported against (0: none)
+  // Ranks share the windows of each chunk and TTT's batches. Only single-rank runs exist so
+  // far (MPI/NCCL communicators come with the distributed issue), so W > 1 is untested.
   dist::Communicator* comm = nullptr;  // null: a single rank
 };
 

@@ -17,6 +17,7 @@ double ttt_chunk_lr(double lr, std::int64_t chunk, std::int64_t n_chunks) {
 
 TttTrainer::TttTrainer(model::Model<float>& model, const config::TttConfig& ttt, dist::Communicator& comm)
     : model_(model), ttt_(ttt), comm_(comm), momentum_(model.ops(), model.table().total()) {
+  model.ops().zero(momentum_.get(), momentum_.size() * sizeof(float));  // SPEC 6.3: starts at zero
   if (!model.training())
     fail(ErrorKind::internal, "TTT needs a training-mode model (it runs backward passes)");
   if (model.max_batch() < ttt.batch_seqs)

@@ -362,12 +362,11 @@ void Model<T>::mlp_forward(StepActs& s, int layer, const T* stream_in) {
 
 template <class T>
 double Model<T>::forward(const std::int32_t* ids, const std::int32_t* targets, int batch, int seq, T* nll) {
+  forward_body(ids, batch, seq);  // checks the batch against the arena first, then the ids
   const int N = batch * seq, d = static_cast<int>(cfg_.model_dim), V = static_cast<int>(cfg_.vocab_size);
-  if (batch >= 1 && seq >= 1)
-    for (int i = 0; i < N; ++i)
-      if (targets[i] < 0 || targets[i] >= V)
-        fail(ErrorKind::data, "model input: target id ", targets[i], " at position ", i, " is outside [0, ", V, ")");
-  forward_body(ids, batch, seq);
+  for (int i = 0; i < N; ++i)
+    if (targets[i] < 0 || targets[i] >= V)
+      fail(ErrorKind::data, "model input: target id ", targets[i], " at position ", i, " is outside [0, ", V, ")");
   ops_.to_device(targets_, targets, static_cast<std::size_t>(N) * sizeof(std::int32_t));
 
   // Head and loss (steps 10-11).

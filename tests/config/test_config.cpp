@@ -266,6 +266,8 @@ TEST(ConfigErrors, OutOfRangeNamesPathValueAndBounds) {
   expect_config_error(R"({"model": {"num_layers": 0}})", {"model.num_layers", "0", "out of range", "[1, 256]"});
   expect_config_error(R"({"train": {"ema": {"decay": 1.5}}})", {"train.ema.decay", "1.5", "[0, 1]"});
   expect_config_error(R"({"optim": {"embed": {"eps": 0}}})", {"optim.embed.eps", "> 0"});
+  // AdamW's bias correction 1 - beta^t is 0 at beta = 1: the SLOT betas exclude it.
+  expect_config_error(R"({"eval": {"slot": {"beta2": 1}}})", {"eval.slot.beta2", "[0, 1)"});
   expect_config_error(R"({"model": {"value_embed": {"layers": [-1]}}})", {"model.value_embed.layers[0]", "-1", ">= 0"});
   expect_config_error("{}", {"model.num_layers", "--set model.num_layers=-3"}, {"model.num_layers=-3"});
 }

@@ -769,7 +769,11 @@ void CpuOps<T>::scale_rows(T* x, const T* w, int n, int dim) {
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < n; ++i) {
     T* row = x + static_cast<std::size_t>(i) * dim;
-    for (int c = 0; c < dim; ++c) row[c] *= w[i];
+    if (w[i] == T(0)) {
+      std::fill(row, row + dim, T(0));
+    } else {
+      for (int c = 0; c < dim; ++c) row[c] *= w[i];
+    }
   }
 }
 
