@@ -27,3 +27,23 @@ echo
 "$pgolf" run configs/tiny.json --out "$out/run" --force
 echo
 "$pgolf" inspect artifact "$out/run/artifact.pgolf" | sed -n 1,12p  # sed reads it all: no SIGPIPE under pipefail
+echo
+# The legality audit (SPEC 7, docs/eval.md) on the trained model: pgolf's own eval mode,
+# score-first TTT with a per-window causal SLOT delta, passes; the batch-shared SLOT of the
+# published records (#1333's causal_shared) is caught reading future tokens (exit 10): with
+# windows of 256 and stride 64, token 300 lies in the context of window 2, which shares its
+# batch and its delta with windows 0 and 1 that score the tokens before it.
+audit_data=(--set data.val_max_tokens=4097 --set eval.ttt.enabled=true --set eval.ttt.chunk_tokens=1024)
+"$pgolf" audit configs/tiny.json --checkpoint "$out/run/model.safetensors" "${audit_data[@]}" \
+  --set eval.slot.variant=causal
+echo
+set +e
+"$pgolf" audit configs/tiny.json --checkpoint "$out/run/model.safetensors" "${audit_data[@]}" \
+  --set eval.slot.variant=causal_shared --positions 300,600
+status=$?
+set -e
+if [ "$status" -ne 10 ]; then
+  echo "quickstart: the audit of causal_shared SLOT should have exited 10 (a violation), got $status" >&2
+  exit 1
+fi
+echo "quickstart: the audit caught the batch-shared SLOT delta, as it must"
