@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what is missing (idempotent), builds,
-# runs every GoogleTest case through ctest, then fuzzes each parser for a bounded time.
+# runs every GoogleTest case through ctest, reruns the SIMT emulator's suite under
+# ASan + UBSan, then fuzzes each parser for a bounded time.
 #   scripts/test.sh            full suite
 #   FUZZ_SECONDS=0 scripts/test.sh   skip fuzzing
 set -euo pipefail
@@ -8,6 +9,17 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$here"
 scripts/setup.sh
 ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure -j "$(nproc)"
+# The SIMT emulator's suite once more under AddressSanitizer + UBSan (the fibers are
+# annotated for ASan), in its own build directory and with a time limit.
+asan=${EMU_ASAN_BUILD_DIR:-build-emu-asan}
+cmake -S . -B "$asan" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPGOLF_EMU_SANITIZE=ON -DPGOLF_CUDA=OFF >/dev/null
+if cmake --build "$asan" --target help | grep -q '^pgolf_emu_tests: '; then
+  cmake --build "$asan" --target pgolf_emu_tests
+  timeout 600 "$asan/tests/pgolf_emu_tests" --gtest_brief=1
+  echo "test.sh: the emulator suite passed under ASan + UBSan"
+else
+  echo "test.sh: no CUDA headers found, so the SIMT emulator (and its sanitizer run) is not built"
+fi
 seconds=${FUZZ_SECONDS:-15}
 if [ "$seconds" -gt 0 ]; then
   scripts/fuzz.sh "$seconds"

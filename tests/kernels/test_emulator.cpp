@@ -1,0 +1,193 @@
+// The SIMT host emulator (kernels/emu/): intrinsic semantics against the PTX ISA's rules,
+// results independent of the schedule, and the planted bugs it must catch. Every test runs
+// under the three schedules (forward, reverse, seeded random).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "emu/runtime.hpp"
+#include "kernels/intrinsics_kernels.cuh"
+
+namespace pgolf::emu {
+namespace {
+
+class Emulator : public ::testing::TestWithParam<Schedule> {
+ protected:
+  void SetUp() override {
+    saved_ = settings();
+    settings().schedule = GetParam();
+    settings().seed = 12345;
+    settings().strict = true;
+  }
+  void TearDown() override { settings() = saved_; }
+  Settings saved_;
+};
+
+// What the PTX ISA says shfl.sync returns to `lane` (every lane participating), written
+// from the ISA's pseudocode: the segment is [lane - lane % width, + width).
+int expected_shuffle(const std::vector<int>& v, int op, int lane, int arg, int width) {
+  const int first = lane / width * width, last = first + width - 1;
+  int src = lane;
+  bool in_range = true;
+  switch (op) {
+    case 0: src = first + arg % width; break;
+    case 1: src = lane - arg; in_range = src >= first; break;
+    case 2: src = lane + arg; in_range = src <= last; break;
+    default: src = lane ^ arg; in_range = src <= last; break;
+  }
+  return in_range ? v[static_cast<std::size_t>(src)] : v[static_cast<std::size_t>(lane)];
+}
+
+TEST_P(Emulator, ShufflesFollowThePtxRulesForEveryVariantAndWidth) {
+  std::vector<int> in(32), out(32);
+  for (int i = 0; i < 32; ++i) in[static_cast<std::size_t>(i)] = 1000 + 7 * i;
+  const char* names[] = {"idx", "up", "down", "xor"};
+  for (int op = 0; op < 4; ++op)
+    for (int width : {1, 2, 4, 8, 16, 32})
+      for (int arg : {0, 1, 3, 5, 16, 31}) {
+        launch_shuffle(in.data(), out.data(), op, arg, width);
+        for (int lane = 0; lane < 32; ++lane)
+          ASSERT_EQ(out[static_cast<std::size_t>(lane)], expected_shuffle(in, op, lane, arg, width))
+              << names[op] << " width " << width << " arg " << arg << " lane " << lane;
+      }
+}
+
+TEST_P(Emulator, VotesAndReductionsCombineEveryLane) {
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 20; ++trial) {
+    std::vector<int> pred(32);
+    for (auto& p : pred) p = static_cast<int>(rng() % 3);  // 0, 1 or 2
+    if (trial == 0) std::fill(pred.begin(), pred.end(), 1);
+    if (trial == 1) std::fill(pred.begin(), pred.end(), 0);
+    std::vector<unsigned> out(32 * 8);
+    launch_vote(pred.data(), out.data());
+    unsigned ballot = 0, add = 0, mx = 0, xr = 0;
+    int mn = 1 << 30, any = 0, all = 1, count = 0;
+    for (int l = 0; l < 32; ++l) {
+      const int p = pred[static_cast<std::size_t>(l)];
+      ballot |= p != 0 ? 1u << l : 0u;
+      any |= p != 0;
+      all &= p != 0;
+      add += static_cast<unsigned>(p);
+      mx = std::max(mx, static_cast<unsigned>(p));
+      mn = std::min(mn, p - 5);
+      xr ^= static_cast<unsigned>(p);
+      count += p != 0;
+    }
+    for (int l = 0; l < 32; ++l) {
+      const unsigned* r = out.data() + l * 8;
+      ASSERT_EQ(r[0], ballot);
+      ASSERT_EQ(r[1], static_cast<unsigned>(any));
+      ASSERT_EQ(r[2], static_cast<unsigned>(all));
+      ASSERT_EQ(r[3], add);
+      ASSERT_EQ(r[4], mx);
+      ASSERT_EQ(static_cast<int>(r[5]), mn);
+      ASSERT_EQ(r[6], xr);
+      ASSERT_EQ(static_cast<int>(r[7]), count);
+    }
+  }
+}
+
+TEST_P(Emulator, ABlockSumWithItsBarriersIsExactUnderEverySchedule) {
+  for (int n : {1, 255, 256, 1000, 4097}) {
+    std::vector<float> x(static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) x[static_cast<std::size_t>(i)] = static_cast<float>(i % 17);  // exact in float
+    float want = 0;
+    for (float v : x) want += v;
+    for (int block : {64, 256}) {
+      float got = 0;
+      launch_block_sum(x.data(), &got, n, block, false);
+      EXPECT_EQ(got, want) << n << " values, blocks of " << block;
+    }
+  }
+}
+
+// Planted bug 1: without the barrier after the stores, a thread reads its partner's slot
+// before the partner has written it; dynamic shared memory is poisoned (0xFF bytes, a NaN)
+// at the start of every block, so the sum goes wrong. The forward schedule runs each thread
+// to its first barrier in order, so readers (low threads) run before writers (high ones);
+// random schedules interleave them. (The reverse schedule runs the writers first and hides
+// this particular race, which is why the suite runs all three.)
+TEST(EmulatorBugs, AMissingSyncthreadsIsCaughtUnderForwardAndRandomSchedules) {
+  const Settings saved = settings();
+  std::vector<float> x(1024, 1.0f);
+  float correct = 0;
+  launch_block_sum(x.data(), &correct, 1024, 256, false);
+  ASSERT_EQ(correct, 1024.0f);
+  settings().schedule = Schedule::forward;
+  float got = 0;
+  launch_block_sum(x.data(), &got, 1024, 256, true);
+  EXPECT_NE(got, correct) << "forward schedule";
+  settings().schedule = Schedule::random;
+  for (std::uint64_t seed = 1; seed <= 5; ++seed) {
+    settings().seed = seed;
+    got = 0;
+    launch_block_sum(x.data(), &got, 1024, 256, true);
+    EXPECT_NE(got, correct) << "random schedule, seed " << seed;
+  }
+  settings() = saved;
+}
+
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Planted bug 2: threads of one block wait at two different __syncthreads.
+TEST_P(Emulator, ADivergentBarrierIsCaughtWithBothSites) {
+  std::vector<int> out(64);
+  const std::string e = error_of([&] { launch_divergent_barrier(out.data()); });
+  EXPECT_NE(e.find("divergent barrier"), std::string::npos) << e;
+  EXPECT_NE(e.find("intrinsics_kernels.cu:"), std::string::npos) << e;
+  EXPECT_NE(e.find("divergent_barrier_kernel"), std::string::npos) << e;
+}
+
+TEST_P(Emulator, AnExitBeforeABarrierIsCaughtInStrictMode) {
+  std::vector<int> out(64);
+  const std::string e = error_of([&] { launch_exit_before_barrier(out.data()); });
+  EXPECT_NE(e.find("thread (3,0,0) exited while the other threads wait at __syncthreads"), std::string::npos) << e;
+  settings().strict = false;  // hardware lets exited threads count as arrived
+  EXPECT_EQ(error_of([&] { launch_exit_before_barrier(out.data()); }), "");
+}
+
+TEST_P(Emulator, AShuffleWhoseMaskNamesAMissingLaneIsCaught) {
+  std::vector<int> out(32);
+  const std::string e = error_of([&] { launch_bad_mask(out.data()); });
+  EXPECT_NE(e.find("thread (5,0,0) exited without joining the warp collective"), std::string::npos) << e;
+}
+
+TEST_P(Emulator, ADeadlockNamesWhereEachThreadWaits) {
+  std::vector<int> out(32);
+  const std::string e = error_of([&] { launch_deadlock(out.data()); });
+  EXPECT_NE(e.find("deadlock"), std::string::npos) << e;
+  EXPECT_NE(e.find("waits at __syncthreads"), std::string::npos) << e;
+  EXPECT_NE(e.find("waits at a warp collective"), std::string::npos) << e;
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+// Planted bug 3 under the sanitizer job (PGOLF_EMU_SANITIZE): AddressSanitizer follows the
+// emulator's fiber switches and reports the write one past the end of a heap buffer.
+TEST(EmulatorBugs, AnOutOfBoundsWriteIsCaughtByAddressSanitizer) {
+  EXPECT_DEATH(
+      {
+        std::vector<int> out(40);
+        launch_out_of_bounds(out.data(), 40);
+      },
+      "heap-buffer-overflow");
+}
+#endif
+
+INSTANTIATE_TEST_SUITE_P(Schedules, Emulator,
+                         ::testing::Values(Schedule::forward, Schedule::reverse, Schedule::random),
+                         [](const auto& p) { return std::string(schedule_name(p.param)); });
+
+}  // namespace
+}  // namespace pgolf::emu
