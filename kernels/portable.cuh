@@ -29,6 +29,7 @@
 #define __launch_bounds__(...)
 #define __restrict__ __restrict
 
+#include "emu/cuda_runtime_double.hpp"
 #include "emu/runtime.hpp"
 
 #define PG_LAUNCH(kernel, grid, block, smem, stream, ...) \

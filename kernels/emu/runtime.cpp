@@ -6,6 +6,7 @@
 #include <sstream>
 #include <vector>
 
+#include "emu/cuda_runtime_double.hpp"
 #include "emu/fiber.hpp"
 
 namespace pgolf::emu {
@@ -278,6 +279,8 @@ void run_grid(const std::function<void()>& body, dim3 grid, dim3 block, std::siz
     throw;
   }
   g_block = nullptr;
+  // A kernel that wrote outside its buffers is named right away, not at the next free.
+  check_device_memory(("kernel " + std::string(kernel) + " launched at " + site(where)).c_str());
 }
 
 void syncthreads(Location where) {

@@ -4,10 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "emu/cuda_runtime_double.hpp"
 #include "emu/runtime.hpp"
 #include "kernels/intrinsics_kernels.cuh"
 
@@ -170,6 +172,41 @@ TEST_P(Emulator, ADeadlockNamesWhereEachThreadWaits) {
   EXPECT_NE(e.find("deadlock"), std::string::npos) << e;
   EXPECT_NE(e.find("waits at __syncthreads"), std::string::npos) << e;
   EXPECT_NE(e.find("waits at a warp collective"), std::string::npos) << e;
+}
+
+// Planted bug 3 in the normal build: device memory from the cudaMalloc double has guard
+// zones, checked after every launch, so the write one past the end is named at once.
+TEST_P(Emulator, AnOutOfBoundsWriteToDeviceMemoryIsCaughtAfterTheLaunch) {
+  int* out = nullptr;
+  ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&out), 40 * sizeof(int)), cudaSuccess);
+  const std::string e = error_of([&] { launch_out_of_bounds(out, 40); });
+  EXPECT_NE(e.find("outside allocation #"), std::string::npos) << e;
+  EXPECT_NE(e.find("(160 bytes at 0x"), std::string::npos) << e;
+  EXPECT_NE(e.find("at byte offset 160, past its end"), std::string::npos) << e;
+  EXPECT_NE(e.find("kernel out_of_bounds_kernel launched at"), std::string::npos) << e;
+  // The same kernel within bounds passes, and the allocation is released cleanly.
+  int* wide = nullptr;
+  ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&wide), 41 * sizeof(int)), cudaSuccess);
+  EXPECT_THROW(cudaFree(out), Error) << "its guard is still damaged: freeing reports it again";
+  EXPECT_EQ(error_of([&] { launch_out_of_bounds(wide, 40); }), "");
+  EXPECT_EQ(cudaFree(wide), cudaSuccess);
+}
+
+TEST(CudaRuntimeDouble, CopiesCheckDirectionsAndMemoryStartsPoisoned) {
+  float* d = nullptr;
+  ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&d), 4 * sizeof(float)), cudaSuccess);
+  float h[4] = {1, 2, 3, 4}, back[4] = {};
+  ASSERT_EQ(cudaMemcpy(back, d, sizeof back, cudaMemcpyDeviceToHost), cudaSuccess);
+  EXPECT_TRUE(std::isnan(back[0])) << "fresh device memory is poisoned";
+  ASSERT_EQ(cudaMemcpy(d, h, sizeof h, cudaMemcpyHostToDevice), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(back, d, sizeof back, cudaMemcpyDeviceToHost), cudaSuccess);
+  EXPECT_EQ(back[3], 4.0f);
+  EXPECT_THROW(cudaMemcpy(d, h, sizeof h, cudaMemcpyDeviceToHost), Error) << "direction swapped";
+  EXPECT_THROW(cudaMemcpy(d + 1, h, sizeof h, cudaMemcpyHostToDevice), Error) << "runs past the allocation";
+  EXPECT_EQ(cudaFree(h), cudaErrorInvalidValue);
+  EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidValue);
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess) << "reading the error clears it";
+  EXPECT_EQ(cudaFree(d), cudaSuccess);
 }
 
 #if defined(__SANITIZE_ADDRESS__)
