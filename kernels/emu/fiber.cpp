@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #define PGOLF_EMU_ASAN 1
 #endif
@@ -82,6 +83,11 @@ void Fiber::reset(Entry entry, void* arg, std::size_t stack_bytes) {
     // A guard page below the stack turns an overflow into a fault instead of corruption.
     ::mprotect(stack_, page, PROT_NONE);
   }
+#if defined(PGOLF_EMU_ASAN)
+  // Frames of an earlier use of this stack that never returned (a kernel stopped by an
+  // error, the fiber's own entry) leave their redzones poisoned; start clean.
+  ASAN_UNPOISON_MEMORY_REGION(static_cast<std::byte*>(stack_) + page, stack_bytes_);
+#endif
   auto* top = static_cast<std::byte*>(stack_) + mapped_;  // page aligned, so 16-byte aligned
   // Frame read by pgolf_emu_switch: [mxcsr, fpucw][r15 r14 r13 r12 rbx rbp][return address].
   // The return address sits at top - 24 so that the start routine runs with rsp 16-byte

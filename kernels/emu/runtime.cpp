@@ -31,8 +31,16 @@ std::string site(const Location& w) { return std::string(w.file_name()) + ":" + 
 
 enum class State { runnable, at_barrier, at_warp, exited };
 
+struct PendingCopy {
+  void* dst;
+  const void* src;
+  std::size_t bytes;
+};
+
 struct EmuThread {
   uint3 idx{};
+  std::vector<PendingCopy> cp_open;                 // cp.async not yet committed
+  std::vector<std::vector<PendingCopy>> cp_groups;  // committed groups, oldest first
   int linear = 0;
   State state = State::runnable;
   Location waiting_at;  // the barrier or warp collective it waits in
@@ -49,6 +57,9 @@ struct WarpState {
   Location where;
   std::uint64_t value[32] = {};
   int arg[32] = {};
+  const char* custom_name = nullptr;  // warp_custom
+  WarpCompute custom = nullptr;
+  void* data[32] = {};
 };
 
 // The block being run; only one exists at a time (blocks run one after another).
@@ -189,6 +200,8 @@ void run_block(Block& b) {
   b.highest = -1;
   for (auto& t : b.threads) {
     mark_runnable(b, *t);
+    t->cp_open.clear();
+    t->cp_groups.clear();
     t->fiber.reset(&fiber_main, t.get(), settings().stack_bytes);
   }
   for (auto& w : b.warps) w = WarpState{};
@@ -429,7 +442,7 @@ std::uint64_t warp_collective(WarpOp op, unsigned mask, std::uint64_t value, int
     w.width = width;
     w.where = where;
     w.arrived = 0;
-  } else if (w.op != op || w.mask != mask ||
+  } else if (w.custom != nullptr || w.op != op || w.mask != mask ||
              (settings().strict && (w.where.line() != where.line() || std::strcmp(w.where.file_name(), where.file_name()) != 0))) {
     fail_here("reaches the warp collective at " + site(where) + " while its warp waits in a different one at " +
               site(w.where) + " (divergent warp collectives or masks)");
@@ -443,6 +456,62 @@ std::uint64_t warp_collective(WarpOp op, unsigned mask, std::uint64_t value, int
   }
   wait(State::at_warp, where);
   return t.result;
+}
+
+void warp_custom(const char* what, void* lane_data, WarpCompute compute, Location where) {
+  if (g_block == nullptr) throw Error(std::string("SIMT emulator: ") + what + " outside a kernel");
+  Block& b = *g_block;
+  EmuThread& t = me();
+  const int warp = t.linear / 32, lane = t.linear % 32;
+  if (b.n - warp * 32 < 32) fail_here(std::string(what) + " at " + site(where) + " needs a full warp of 32 threads");
+  WarpState& w = b.warps[static_cast<std::size_t>(warp)];
+  if (!w.pending) {
+    w.pending = true;
+    w.op = WarpOp::sync;
+    w.custom = compute;
+    w.custom_name = what;
+    w.mask = 0xffffffffu;
+    w.where = where;
+    w.arrived = 0;
+  } else if (w.custom != compute ||
+             (settings().strict && (w.where.line() != where.line() || std::strcmp(w.where.file_name(), where.file_name()) != 0))) {
+    fail_here(std::string("reaches ") + what + " at " + site(where) + " while its warp waits in " +
+              (w.custom_name != nullptr ? w.custom_name : "a warp collective") + " at " + site(w.where));
+  }
+  w.data[lane] = lane_data;
+  w.arrived |= 1u << lane;
+  if (w.arrived == 0xffffffffu) {
+    w.custom(w.data);
+    for (int l = 0; l < 32; ++l) {
+      EmuThread& other = *b.threads[static_cast<std::size_t>(warp * 32 + l)];
+      if (other.state == State::at_warp) mark_runnable(b, other);
+    }
+    w.pending = false;
+    w.custom = nullptr;
+    w.arrived = 0;
+    return;
+  }
+  wait(State::at_warp, where);
+}
+
+void cp_async(void* shared_dst, const void* global_src, std::size_t bytes) {
+  if (g_block == nullptr) throw Error("SIMT emulator: cp.async outside a kernel");
+  me().cp_open.push_back(PendingCopy{shared_dst, global_src, bytes});
+}
+
+void cp_async_commit() {
+  EmuThread& t = me();
+  t.cp_groups.push_back(std::move(t.cp_open));
+  t.cp_open.clear();
+}
+
+void cp_async_wait(int newest_groups_left_pending) {
+  EmuThread& t = me();
+  const auto keep = static_cast<std::size_t>(std::max(0, newest_groups_left_pending));
+  while (t.cp_groups.size() > keep) {
+    for (const PendingCopy& c : t.cp_groups.front()) std::memcpy(c.dst, c.src, c.bytes);
+    t.cp_groups.erase(t.cp_groups.begin());
+  }
 }
 
 }  // namespace pgolf::emu

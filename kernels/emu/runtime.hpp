@@ -68,8 +68,22 @@ enum class WarpOp : int { sync, shfl_idx, shfl_up, shfl_down, shfl_xor, ballot, 
 // A warp collective: every lane of `mask` contributes `value` (raw bits) and `arg`; the last
 // lane to arrive computes every lane's result (PTX semantics) and releases the others.
 std::uint64_t warp_collective(WarpOp op, unsigned mask, std::uint64_t value, int arg, int width, Location where);
+// A whole-warp operation on per-lane data (mma.sync, ldmatrix): every lane of a full warp
+// passes a pointer to its own data; the last to arrive calls compute(lanes) with all 32.
+using WarpCompute = void (*)(void* const* lanes);
+void warp_custom(const char* what, void* lane_data, WarpCompute compute, Location where);
+// cp.async with deferred completion: copies are queued per thread and performed only when a
+// wait_group retires their group, so a missing wait leaves shared memory stale.
+void cp_async(void* shared_dst, const void* global_src, std::size_t bytes);
+void cp_async_commit();
+void cp_async_wait(int newest_groups_left_pending);
 unsigned active_mask();
 unsigned lane_id();
+
+// The tensor-core instructions behind portable.cuh's wrappers (emu/tensor_core.cpp), with
+// the PTX ISA's fragment layouts.
+void mma_m16n8k16_bf16(float* d, const unsigned* a, const unsigned* b, const float* c, Location where);
+void ldmatrix(unsigned* r, int matrices, bool trans, const void* row, Location where);
 
 }  // namespace pgolf::emu
 

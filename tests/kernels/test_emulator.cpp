@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -12,6 +14,7 @@
 #include "emu/cuda_runtime_double.hpp"
 #include "emu/runtime.hpp"
 #include "kernels/intrinsics_kernels.cuh"
+#include "kernels/tensor_core_kernels.cuh"
 
 namespace pgolf::emu {
 namespace {
@@ -207,6 +210,55 @@ TEST(CudaRuntimeDouble, CopiesCheckDirectionsAndMemoryStartsPoisoned) {
   EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidValue);
   EXPECT_EQ(cudaGetLastError(), cudaSuccess) << "reading the error clears it";
   EXPECT_EQ(cudaFree(d), cudaSuccess);
+}
+
+std::uint16_t to_bf16_bits(float f) {  // f must be exactly representable in bf16
+  std::uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return static_cast<std::uint16_t>(u >> 16);
+}
+
+// mma.sync m16n8k16 against a float64 GEMM of the same bf16 values, with the fragments
+// built element by element from the PTX ISA's layout and, independently, through ldmatrix
+// (whose layout is specified separately): both must give the reference product.
+TEST_P(Emulator, MmaMatchesAReferenceGemmThroughBothFragmentPaths) {
+  std::mt19937 rng(3);
+  std::uniform_int_distribution<int> small(-64, 64);
+  std::vector<std::uint16_t> A(256), B(128);
+  std::vector<float> Af(256), Bf(128), C(128), D(128);
+  for (int i = 0; i < 256; ++i) Af[static_cast<std::size_t>(i)] = static_cast<float>(small(rng)) / 16.0f;
+  for (int i = 0; i < 128; ++i) Bf[static_cast<std::size_t>(i)] = static_cast<float>(small(rng)) / 8.0f;
+  for (int i = 0; i < 128; ++i) C[static_cast<std::size_t>(i)] = static_cast<float>(small(rng)) / 4.0f;
+  for (int i = 0; i < 256; ++i) A[static_cast<std::size_t>(i)] = to_bf16_bits(Af[static_cast<std::size_t>(i)]);
+  for (int i = 0; i < 128; ++i) B[static_cast<std::size_t>(i)] = to_bf16_bits(Bf[static_cast<std::size_t>(i)]);
+  for (bool ldm : {false, true}) {
+    launch_mma(A.data(), B.data(), C.data(), D.data(), ldm);
+    for (int m = 0; m < 16; ++m)
+      for (int n = 0; n < 8; ++n) {
+        double ref = C[static_cast<std::size_t>(m * 8 + n)];
+        for (int k = 0; k < 16; ++k)
+          ref += static_cast<double>(Af[static_cast<std::size_t>(m * 16 + k)]) * Bf[static_cast<std::size_t>(k * 8 + n)];
+        // These values are multiples of 1/128 below 2^12: every partial sum is exact in float.
+        ASSERT_EQ(D[static_cast<std::size_t>(m * 8 + n)], ref) << (ldm ? "ldmatrix" : "direct") << " m " << m << " n " << n;
+      }
+  }
+}
+
+// cp.async completes at the wait that retires its group: wait_group 0 retires both groups,
+// wait_group 1 only the older one, and a missing wait (planted bug) leaves shared memory
+// stale (poisoned), exactly what a GPU may show.
+TEST_P(Emulator, CpAsyncCompletesOnlyAtTheWaitThatRetiresItsGroup) {
+  const int threads = 64;
+  std::vector<float> in(static_cast<std::size_t>(2 * threads * 4)), out(in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) in[i] = static_cast<float>(i) + 0.5f;
+  launch_cp_async(in.data(), out.data(), threads, 2);
+  EXPECT_EQ(out, in);
+  launch_cp_async(in.data(), out.data(), threads, 1);
+  const std::size_t half = in.size() / 2;
+  EXPECT_TRUE(std::equal(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(half), in.begin()));
+  for (std::size_t i = half; i < out.size(); ++i) ASSERT_TRUE(std::isnan(out[i])) << "the newer group is pending";
+  launch_cp_async(in.data(), out.data(), threads, 0);
+  for (float v : out) ASSERT_TRUE(std::isnan(v)) << "no wait: nothing arrived";
 }
 
 #if defined(__SANITIZE_ADDRESS__)
