@@ -4,36 +4,16 @@
 // everything is synchronous. Device memory is host memory with poisoned contents and guard
 // zones: a kernel or copy that writes outside an allocation is reported after the launch
 // (or at the next synchronisation) with the allocation and the kernel named.
-#include <driver_types.h>
-#include <vector_types.h>
+// The declarations are the real ones: the double defines functions of <cuda_runtime_api.h>,
+// so any difference of signature is a compile error rather than a silent mismatch. The
+// functions defined (kernels/emu/cuda_runtime_double.cpp): cudaMalloc, cudaFree,
+// cudaMemcpy[Async], cudaMemset[Async], cudaGetDeviceCount, cudaSetDevice, cudaGetDevice,
+// cudaDeviceSynchronize, cudaStreamCreate/Destroy/Synchronize, cudaEventCreate/Destroy/
+// Record/Synchronize/ElapsedTime, cudaGetLastError, cudaPeekAtLastError, cudaGetErrorString.
+// Calling any other runtime function fails to link in the emulated build.
+#include <cuda_runtime_api.h>
 
 #include <cstddef>
-
-// ----- memory ---------------------------------------------------------------------------------
-cudaError_t cudaMalloc(void** ptr, std::size_t bytes);
-cudaError_t cudaFree(void* ptr);
-cudaError_t cudaMemcpy(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind);
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind,
-                            cudaStream_t stream = nullptr);
-cudaError_t cudaMemset(void* ptr, int value, std::size_t bytes);
-cudaError_t cudaMemsetAsync(void* ptr, int value, std::size_t bytes, cudaStream_t stream = nullptr);
-
-// ----- devices, streams, events, errors ---------------------------------------------------------
-cudaError_t cudaGetDeviceCount(int* count);  // 1: the emulator
-cudaError_t cudaSetDevice(int device);
-cudaError_t cudaGetDevice(int* device);
-cudaError_t cudaDeviceSynchronize();
-cudaError_t cudaStreamCreate(cudaStream_t* stream);
-cudaError_t cudaStreamDestroy(cudaStream_t stream);
-cudaError_t cudaStreamSynchronize(cudaStream_t stream);
-cudaError_t cudaEventCreate(cudaEvent_t* event);
-cudaError_t cudaEventDestroy(cudaEvent_t event);
-cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream = nullptr);
-cudaError_t cudaEventSynchronize(cudaEvent_t event);
-cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end);
-cudaError_t cudaGetLastError();
-cudaError_t cudaPeekAtLastError();
-const char* cudaGetErrorString(cudaError_t error);
 
 namespace pgolf::emu {
 
