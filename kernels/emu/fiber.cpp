@@ -13,6 +13,13 @@
 #define PGOLF_EMU_ASAN 1
 #endif
 
+// Valgrind must be told which memory is a stack, or it reports every switch as a wild stack
+// pointer; the client requests are no-ops outside Valgrind.
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define PGOLF_EMU_VALGRIND 1
+#endif
+
 #if !defined(__x86_64__)
 #error "the SIMT emulator's context switch is written for x86-64 (System V ABI)"
 #endif
@@ -66,13 +73,21 @@ extern "C" void pgolf_emu_fiber_start();
 namespace pgolf::emu {
 
 Fiber::~Fiber() {
+#if defined(PGOLF_EMU_VALGRIND)
+  if (stack_ != nullptr) VALGRIND_STACK_DEREGISTER(valgrind_id_);
+#endif
   if (stack_ != nullptr) ::munmap(stack_, mapped_);
 }
 
 void Fiber::reset(Entry entry, void* arg, std::size_t stack_bytes) {
   const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
   if (stack_ == nullptr || stack_bytes_ != stack_bytes) {
-    if (stack_ != nullptr) ::munmap(stack_, mapped_);
+    if (stack_ != nullptr) {
+#if defined(PGOLF_EMU_VALGRIND)
+      VALGRIND_STACK_DEREGISTER(valgrind_id_);
+#endif
+      ::munmap(stack_, mapped_);
+    }
     stack_bytes_ = (stack_bytes + page - 1) / page * page;
     mapped_ = stack_bytes_ + page;
     stack_ = ::mmap(nullptr, mapped_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -82,6 +97,9 @@ void Fiber::reset(Entry entry, void* arg, std::size_t stack_bytes) {
     }
     // A guard page below the stack turns an overflow into a fault instead of corruption.
     ::mprotect(stack_, page, PROT_NONE);
+#if defined(PGOLF_EMU_VALGRIND)
+    valgrind_id_ = VALGRIND_STACK_REGISTER(static_cast<std::byte*>(stack_) + page, static_cast<std::byte*>(stack_) + mapped_);
+#endif
   }
 #if defined(PGOLF_EMU_ASAN)
   // Frames of an earlier use of this stack that never returned (a kernel stopped by an

@@ -33,6 +33,7 @@ class Fiber {
   void* stack_ = nullptr;       // mapping: guard page + stack
   std::size_t mapped_ = 0;
   std::size_t stack_bytes_ = 0;
+  unsigned valgrind_id_ = 0;  // the stack's registration with Valgrind (when built with its header)
   // AddressSanitizer's view of the stack being switched to (see fiber.cpp).
   void* asan_fake_stack_ = nullptr;
   const void* asan_bottom_ = nullptr;
