@@ -23,6 +23,14 @@
 // Before any CUDA header: kernels are plain functions; __shared__ variables become
 // function-static storage, shared by the fibers of the block that is running (blocks run one
 // after another, so each sees the block's own copy).
+// (#undef first: a CUDA header included earlier defines them as attributes g++ ignores.)
+#undef __global__
+#undef __device__
+#undef __host__
+#undef __forceinline__
+#undef __shared__
+#undef __launch_bounds__
+#undef __restrict__
 #define __global__
 #define __device__
 #define __host__

@@ -1,0 +1,30 @@
+#pragma once
+// Elementwise kernels of the CUDA backend (the op contracts are those of src/backend/ops.hpp,
+// float32): host launchers taking device pointers. Each computes exactly the arithmetic of
+// the CPU reference, in the same order, so that results differ only where nvcc contracts a
+// multiply-add into an FMA (never in the emulated build, which tests/kernels checks bit for
+// bit against CpuOps).
+#include <cstddef>
+#include <cstdint>
+
+#include <driver_types.h>  // cudaStream_t
+
+namespace pgolf::kernels {
+
+// y = a * y + b * x
+void axpby(float* y, const float* x, float a, float b, std::size_t n, cudaStream_t stream);
+// x *= s
+void scale_values(float* x, float s, std::size_t n, cudaStream_t stream);
+// y += x
+void add_into(float* y, const float* x, std::size_t n, cudaStream_t stream);
+// z = leaky_relu(h, slope)^2 ; dh = dz * d/dh
+void leaky_relu_sq_forward(float* z, const float* h, float slope, std::size_t n, cudaStream_t stream);
+void leaky_relu_sq_backward(float* dh, const float* dz, const float* h, float slope, std::size_t n, cudaStream_t stream);
+// buf = momentum * buf + g ; p -= lr * buf
+void sgd_momentum_update(float* p, const float* g, float* buf, std::size_t n, float lr, float momentum,
+                         cudaStream_t stream);
+// AdamW (torch semantics) at step t >= 1
+void adamw_update(float* p, const float* g, float* m, float* v, std::size_t n, float lr, float beta1, float beta2,
+                  float eps, float weight_decay, std::int64_t t, cudaStream_t stream);
+
+}  // namespace pgolf::kernels
