@@ -87,6 +87,22 @@ struct Block {
 
 Block* g_block = nullptr;
 
+// Emulated threads (and their mapped stacks) are kept between launches: mapping a stack per
+// thread per launch cost more than running small kernels.
+std::vector<std::unique_ptr<EmuThread>>& thread_pool() {
+  static std::vector<std::unique_ptr<EmuThread>> pool;
+  return pool;
+}
+
+// Hands a block's threads back to the pool when the launch ends, normally or by an error.
+struct ReturnThreads {
+  Block& b;
+  ~ReturnThreads() {
+    for (auto& t : b.threads) thread_pool().push_back(std::move(t));
+    b.threads.clear();
+  }
+};
+
 void mark_runnable(Block& b, EmuThread& t) {
   t.state = State::runnable;
   b.lowest = std::min(b.lowest, t.linear);
@@ -264,10 +280,17 @@ void run_grid(const std::function<void()>& body, dim3 grid, dim3 block, std::siz
   b.kernel = kernel;
   b.n = static_cast<int>(n);
   b.threads.reserve(n);
+  ReturnThreads give_back{b};
   for (unsigned z = 0; z < block.z; ++z)
     for (unsigned y = 0; y < block.y; ++y)
       for (unsigned x = 0; x < block.x; ++x) {
-        auto t = std::make_unique<EmuThread>();
+        std::unique_ptr<EmuThread> t;
+        if (!thread_pool().empty()) {
+          t = std::move(thread_pool().back());
+          thread_pool().pop_back();
+        } else {
+          t = std::make_unique<EmuThread>();
+        }
         t->idx = uint3{x, y, z};
         t->linear = static_cast<int>(b.threads.size());
         b.threads.push_back(std::move(t));
