@@ -18,58 +18,14 @@
 #include "backend/cpu/cpu_ops.hpp"
 #include "elementwise.cuh"
 #include "emu/cuda_runtime_double.hpp"
+#include "kernels/parity_support.hpp"
 
 namespace pgolf {
 namespace {
 
-std::vector<float> inputs(std::size_t n, std::uint32_t seed, bool positive = false) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    switch (i % 17) {
-      case 3: v[i] = 0.0f; break;
-      case 5: v[i] = -0.0f; break;
-      case 7: v[i] = std::numeric_limits<float>::denorm_min() * 3.0f; break;
-      case 11: v[i] = 1e30f * normal(rng); break;
-      default: v[i] = normal(rng);
-    }
-    if (positive) v[i] = std::fabs(v[i]);
-  }
-  return v;
-}
-
-// Device copies of host vectors, released at the end of the scope.
-struct Device {
-  std::vector<float*> owned;
-  float* upload(const std::vector<float>& h) {
-    float* d = nullptr;
-    EXPECT_EQ(cudaMalloc(reinterpret_cast<void**>(&d), h.size() * sizeof(float)), cudaSuccess);
-    EXPECT_EQ(cudaMemcpy(d, h.data(), h.size() * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
-    owned.push_back(d);
-    return d;
-  }
-  static std::vector<float> download(const float* d, std::size_t n) {
-    std::vector<float> h(n);
-    EXPECT_EQ(cudaMemcpy(h.data(), d, n * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
-    return h;
-  }
-  ~Device() {
-    for (float* d : owned) EXPECT_EQ(cudaFree(d), cudaSuccess);
-  }
-};
-
-void expect_same(const std::vector<float>& cpu, const std::vector<float>& kernel, const std::string& what) {
-  ASSERT_EQ(cpu.size(), kernel.size());
-  std::size_t nonfinite_cpu = 0, nonfinite_kernel = 0;
-  for (std::size_t i = 0; i < cpu.size(); ++i) {
-    nonfinite_cpu += std::isfinite(cpu[i]) ? 0 : 1;
-    nonfinite_kernel += std::isfinite(kernel[i]) ? 0 : 1;
-    ASSERT_EQ(std::memcmp(&cpu[i], &kernel[i], sizeof(float)), 0)
-        << what << ": element " << i << " cpu " << cpu[i] << " kernel " << kernel[i];
-  }
-  EXPECT_EQ(nonfinite_kernel, nonfinite_cpu) << what;
-}
+using test::Device;
+using test::expect_same;
+using test::inputs;
 
 const std::size_t kSizes[] = {1, 255, 256, 257, 3001, 70000};
 

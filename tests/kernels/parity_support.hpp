@@ -1,0 +1,90 @@
+#pragma once
+// Shared by the kernel parity tests (tests/kernels/test_*_parity.cpp): test inputs with the
+// awkward values, device buffers from the runtime double, and comparisons with the CPU
+// reference's outputs (NaN/Inf counts, bit-for-bit or within a few ulps).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "emu/cuda_runtime_double.hpp"
+
+namespace pgolf::test {
+
+inline std::vector<float> inputs(std::size_t n, std::uint32_t seed, bool positive = false) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    switch (i % 17) {
+      case 3: v[i] = 0.0f; break;
+      case 5: v[i] = -0.0f; break;
+      case 7: v[i] = std::numeric_limits<float>::denorm_min() * 3.0f; break;
+      case 11: v[i] = 1e30f * normal(rng); break;
+      default: v[i] = normal(rng);
+    }
+    if (positive) v[i] = std::fabs(v[i]);
+  }
+  return v;
+}
+
+// Device copies of host vectors, released at the end of the scope.
+struct Device {
+  std::vector<float*> owned;
+  float* upload(const std::vector<float>& h) {
+    float* d = nullptr;
+    EXPECT_EQ(cudaMalloc(reinterpret_cast<void**>(&d), h.size() * sizeof(float)), cudaSuccess);
+    EXPECT_EQ(cudaMemcpy(d, h.data(), h.size() * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
+    owned.push_back(d);
+    return d;
+  }
+  static std::vector<float> download(const float* d, std::size_t n) {
+    std::vector<float> h(n);
+    EXPECT_EQ(cudaMemcpy(h.data(), d, n * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
+    return h;
+  }
+  ~Device() {
+    for (float* d : owned) EXPECT_EQ(cudaFree(d), cudaSuccess);
+  }
+};
+
+inline void expect_same(const std::vector<float>& cpu, const std::vector<float>& kernel, const std::string& what) {
+  ASSERT_EQ(cpu.size(), kernel.size());
+  std::size_t nonfinite_cpu = 0, nonfinite_kernel = 0;
+  for (std::size_t i = 0; i < cpu.size(); ++i) {
+    nonfinite_cpu += std::isfinite(cpu[i]) ? 0 : 1;
+    nonfinite_kernel += std::isfinite(kernel[i]) ? 0 : 1;
+    ASSERT_EQ(std::memcmp(&cpu[i], &kernel[i], sizeof(float)), 0)
+        << what << ": element " << i << " cpu " << cpu[i] << " kernel " << kernel[i];
+  }
+  EXPECT_EQ(nonfinite_kernel, nonfinite_cpu) << what;
+}
+
+// Every element within `ulps` units in the last place of the larger magnitude (NaN matching
+// NaN, infinities equal), and the same count of non-finite values.
+inline void expect_close(const std::vector<float>& cpu, const std::vector<float>& kernel, int ulps, const std::string& what) {
+  ASSERT_EQ(cpu.size(), kernel.size());
+  double worst = 0;
+  std::size_t identical = 0;
+  for (std::size_t i = 0; i < cpu.size(); ++i) {
+    const float a = cpu[i], b = kernel[i];
+    if (std::memcmp(&a, &b, sizeof a) == 0) {
+      ++identical;
+      continue;
+    }
+    ASSERT_TRUE(std::isfinite(a) && std::isfinite(b)) << what << ": element " << i << " cpu " << a << " kernel " << b;
+    const float mag = std::max(std::fabs(a), std::fabs(b));
+    const double ulp = std::max(std::nextafter(mag, INFINITY) - mag, std::numeric_limits<float>::denorm_min());
+    const double err = std::fabs(static_cast<double>(a) - b) / ulp;
+    worst = std::max(worst, err);
+    ASSERT_LE(err, ulps) << what << ": element " << i << " cpu " << a << " kernel " << b;
+  }
+  std::printf("  %-40s %zu of %zu bit-identical, worst %.1f ulp\n", what.c_str(), identical, cpu.size(), worst);
+}
+
+}  // namespace pgolf::test
