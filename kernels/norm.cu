@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "block_reduce.cuh"
 #include "norm.cuh"
 
 namespace pgolf::kernels {
@@ -11,20 +12,6 @@ namespace {
 
 constexpr int kThreads = 256;  // a multiple of 32
 constexpr double kEps = 1.1920928955078125e-07;  // float32 epsilon, as the CPU reference
-
-// The sum of `v` over the block, returned to every thread. Uses `scratch` (one double per
-// warp) and leaves it reusable: the barrier at the start protects it from a previous call.
-__device__ double block_sum(double v, double* scratch) {
-  const int lane = static_cast<int>(threadIdx.x) % 32, warp = static_cast<int>(threadIdx.x) / 32;
-  const int warps = static_cast<int>(blockDim.x) / 32;
-  for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
-  __syncthreads();
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  double total = 0.0;
-  for (int w = 0; w < warps; ++w) total += scratch[w];  // every thread, in warp order
-  return total;
-}
 
 __global__ void rmsnorm_forward_kernel(float* y, float* rstd, const float* x, int dim, float multiplier) {
   __shared__ double scratch[kThreads / 32];
