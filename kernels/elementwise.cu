@@ -5,22 +5,13 @@
 #include <cmath>
 
 #include "elementwise.cuh"
+#include "grid.cuh"
 
 namespace pgolf::kernels {
 
 namespace {
 
-constexpr int kThreads = 256;
-
-dim3 grid_for(std::size_t n) {
-  const std::size_t blocks = (n + kThreads - 1) / kThreads;
-  return dim3(static_cast<unsigned>(blocks < 65535 ? (blocks == 0 ? 1 : blocks) : 65535));
-}
-
-__device__ __forceinline__ std::size_t first_index() {
-  return static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-__device__ __forceinline__ std::size_t grid_stride() { return static_cast<std::size_t>(gridDim.x) * blockDim.x; }
+constexpr int kThreads = kGridThreads;
 
 __global__ void axpby_kernel(float* y, const float* x, float a, float b, std::size_t n) {
   for (std::size_t i = first_index(); i < n; i += grid_stride()) y[i] = a * y[i] + b * x[i];
