@@ -6,6 +6,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
+#include <sstream>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -15,6 +17,19 @@
 #include "emu/cuda_runtime_double.hpp"
 
 namespace pgolf::test {
+
+// "what 3x64x128 detail": names a comparison in failures and in the printed summaries.
+inline std::string shape_label(const std::string& what, std::initializer_list<long long> dims, const char* detail = "") {
+  std::ostringstream os;
+  os << what << " ";
+  const char* sep = "";
+  for (long long d : dims) {
+    os << sep << d;
+    sep = "x";
+  }
+  if (*detail != 0) os << " " << detail;
+  return os.str();
+}
 
 inline std::vector<float> inputs(std::size_t n, std::uint32_t seed, bool positive = false) {
   std::mt19937 rng(seed);

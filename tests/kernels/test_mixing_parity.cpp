@@ -3,7 +3,6 @@
 // (float64 sums in another order, accumulated into existing values) within 2 ulps.
 #include <gtest/gtest.h>
 
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -24,11 +23,7 @@ struct Shape {
 };
 const Shape kShapes[] = {{1, 1, 1}, {2, 5, 7}, {3, 64, 128}, {2, 33, 300}};
 
-std::string label(const char* what, Shape s) {
-  std::ostringstream os;
-  os << what << " " << s.batch << "x" << s.seq << "x" << s.dim;
-  return os.str();
-}
+std::string label(const char* what, Shape s) { return test::shape_label(what, {s.batch, s.seq, s.dim}); }
 
 TEST(MixingParity, SmearGateForwardAndBackwardMatchTheCpu) {
   backend::CpuOps<float> cpu;

@@ -4,7 +4,6 @@
 // far below anything a wrong formula, a missing barrier or a lost row element would give.
 #include <gtest/gtest.h>
 
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -24,11 +23,7 @@ struct Shape {
 };
 const Shape kShapes[] = {{1, 1}, {3, 31}, {5, 128}, {7, 256}, {4, 257}, {2, 512}, {3, 1536}};
 
-std::string label(const char* what, Shape s, const char* detail) {
-  std::ostringstream os;
-  os << what << " " << s.n << "x" << s.dim << " " << detail;
-  return os.str();
-}
+std::string label(const char* what, Shape s, const char* detail) { return test::shape_label(what, {s.n, s.dim}, detail); }
 
 TEST(NormParity, RmsnormForwardMatchesTheCpuWithinTwoUlps) {
   backend::CpuOps<float> cpu;

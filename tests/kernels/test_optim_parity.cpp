@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -21,11 +20,7 @@ using test::expect_close;
 using test::expect_same;
 using test::inputs;
 
-std::string label(const char* what, int rows, int cols) {
-  std::ostringstream os;
-  os << what << " " << rows << "x" << cols;
-  return os.str();
-}
+std::string label(const char* what, int rows, int cols) { return test::shape_label(what, {rows, cols}); }
 
 const int kShapes[][2] = {{1, 1}, {5, 31}, {64, 33}, {33, 64}, {128, 512}, {3, 1000}};
 

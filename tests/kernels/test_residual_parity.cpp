@@ -3,7 +3,6 @@
 // in another order, accumulated into existing values) within 2 ulps.
 #include <gtest/gtest.h>
 
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -24,11 +23,7 @@ struct Shape {
 };
 const Shape kShapes[] = {{1, 1}, {3, 7}, {64, 128}, {33, 300}, {5, 1000}};
 
-std::string label(const char* what, Shape s) {
-  std::ostringstream os;
-  os << what << " " << s.n << "x" << s.dim;
-  return os.str();
-}
+std::string label(const char* what, Shape s) { return test::shape_label(what, {s.n, s.dim}); }
 
 TEST(ResidualParity, AddScaledForwardAndBackwardMatchTheCpu) {
   backend::CpuOps<float> cpu;

@@ -6,7 +6,6 @@
 
 #include <cstdint>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -27,9 +26,7 @@ struct Case {
 };
 
 std::string label(const char* what, const Case& c) {
-  std::ostringstream os;
-  os << what << " " << c.n << "x" << c.vocab << " cap " << c.cap;
-  return os.str();
+  return test::shape_label(what, {c.n, c.vocab}, c.cap == 30.0f ? "cap 30" : "cap 10");
 }
 
 TEST(SoftcapCeParity, ForwardAndBackwardMatchTheCpu) {
