@@ -48,23 +48,26 @@ inline std::vector<float> inputs(std::size_t n, std::uint32_t seed, bool positiv
   return v;
 }
 
-// Device copies of host vectors, released at the end of the scope.
+// Device copies of host vectors, released (and their guard zones checked) at the end of the
+// scope.
 struct Device {
-  std::vector<float*> owned;
-  float* upload(const std::vector<float>& h) {
-    float* d = nullptr;
-    EXPECT_EQ(cudaMalloc(reinterpret_cast<void**>(&d), h.size() * sizeof(float)), cudaSuccess);
-    EXPECT_EQ(cudaMemcpy(d, h.data(), h.size() * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
+  std::vector<void*> owned;
+  template <class T>
+  T* upload(const std::vector<T>& h) {
+    void* d = nullptr;
+    EXPECT_EQ(cudaMalloc(&d, h.size() * sizeof(T)), cudaSuccess);
+    EXPECT_EQ(cudaMemcpy(d, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice), cudaSuccess);
     owned.push_back(d);
-    return d;
+    return static_cast<T*>(d);
   }
-  static std::vector<float> download(const float* d, std::size_t n) {
-    std::vector<float> h(n);
-    EXPECT_EQ(cudaMemcpy(h.data(), d, n * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
+  template <class T>
+  static std::vector<T> download(const T* d, std::size_t n) {
+    std::vector<T> h(n);
+    EXPECT_EQ(cudaMemcpy(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
     return h;
   }
   ~Device() {
-    for (float* d : owned) EXPECT_EQ(cudaFree(d), cudaSuccess);
+    for (void* d : owned) EXPECT_EQ(cudaFree(d), cudaSuccess);
   }
 };
 
