@@ -12,6 +12,7 @@
 #include "common/json.hpp"
 #include "common/strings.hpp"
 #include "common/version.hpp"
+#include "data/bpb.hpp"
 #include "eval/audit.hpp"
 #include "model/params.hpp"
 
@@ -31,7 +32,7 @@ void run_audit(const AuditOptions& o) {
   auto loaded = load_config_args(o.cfg);
   const config::Config& c = loaded.config;
   select_cpu_backend(c);
-  const data::ByteTables tables = tables_for(c);
+  const data::ByteTables tables = data::load_byte_tables(c.data.tokenizer, c.model.vocab_size);
   const eval::ValStream stream = eval::load_val_stream(c);
   std::vector<float> weights;
   std::string weights_name;

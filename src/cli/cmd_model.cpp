@@ -15,7 +15,6 @@
 #include "common/strings.hpp"
 #include "common/version.hpp"
 #include "data/bpb.hpp"
-#include "data/tokenizer.hpp"
 #include "eval/evaluator.hpp"
 #include "export/artifact.hpp"
 #include "export/pack.hpp"
@@ -71,7 +70,7 @@ void run_eval(const EvalCommand& o) {
   auto loaded = load_config_args(o.cfg);
   const config::Config& c = loaded.config;
   select_cpu_backend(c);
-  const data::ByteTables tables = tables_for(c);
+  const data::ByteTables tables = data::load_byte_tables(c.data.tokenizer, c.model.vocab_size);
   const eval::ValStream stream = eval::load_val_stream(c);
   std::fprintf(stderr, "val: %s tokens from %s (%s read%s)\n", with_commas(stream.tokens.size()).c_str(),
                stream.origin.c_str(), with_commas(static_cast<std::uint64_t>(stream.read_tokens)).c_str(),

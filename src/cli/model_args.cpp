@@ -7,7 +7,6 @@
 #include "backend/cpu/cpu_ops.hpp"
 #include "common/error.hpp"
 #include "common/strings.hpp"
-#include "data/tokenizer.hpp"
 #include "export/artifact.hpp"
 #include "model/params.hpp"
 
@@ -62,14 +61,6 @@ void print_export_result(const exporter::ExportResult& r, const config::ExportCo
                                  : "");
   if (r.calibrate_s > 0) std::printf("calibration %.1f s, ", r.calibrate_s);
   std::printf("quantisation %.1f s, compression %.1f s (%d tries)\n", r.quantize_s, r.compress_s, r.prune.compressions);
-}
-
-data::ByteTables tables_for(const config::Config& c) {
-  data::Tokenizer tok(c.data.tokenizer);
-  if (tok.vocab_size() != c.model.vocab_size)
-    fail(ErrorKind::config, "model.vocab_size: ", c.model.vocab_size, " does not match the tokenizer ", c.data.tokenizer,
-         " (vocab size ", tok.vocab_size(), ")");
-  return data::build_byte_tables(tok, c.model.vocab_size);
 }
 
 std::vector<float> load_eval_weights(const config::Config& c, const std::string& checkpoint, const std::string& artifact) {

@@ -32,9 +32,6 @@ void select_cpu_backend(const config::Config& c);
 // Prints an export's sizes against the budget, its treatment per scheme and its timings.
 void print_export_result(const exporter::ExportResult& r, const config::ExportConfig& e, const std::string& path);
 
-// The byte tables of the config's tokenizer, checked against model.vocab_size.
-data::ByteTables tables_for(const config::Config& c);
-
 // The weights an evaluating command uses: a checkpoint, or the dequantised weights of an
 // artifact (checked against the config's model section, sizes printed to stderr).
 std::vector<float> load_eval_weights(const config::Config& c, const std::string& checkpoint, const std::string& artifact);

@@ -9,6 +9,14 @@
 
 namespace pgolf::data {
 
+ByteTables load_byte_tables(const std::string& tokenizer, std::int64_t vocab_size) {
+  const Tokenizer tok(tokenizer);
+  if (tok.vocab_size() != vocab_size)
+    fail(ErrorKind::config, "model.vocab_size: ", vocab_size, " does not match the tokenizer ", tokenizer, " (vocab size ",
+         tok.vocab_size(), ")");
+  return build_byte_tables(tok, vocab_size);
+}
+
 ByteTables build_byte_tables(const Tokenizer& tok, std::int64_t vocab_size) {
   const int sp_size = tok.vocab_size();
   const auto n = static_cast<std::size_t>(std::max<std::int64_t>(sp_size, vocab_size));

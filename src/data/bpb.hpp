@@ -26,6 +26,9 @@ struct ByteTables {
 // Tables of max(tokenizer vocab, vocab_size) entries; ids past the tokenizer are boundaries
 // of 0 bytes (as the records' lookup tables).
 ByteTables build_byte_tables(const Tokenizer& tok, std::int64_t vocab_size);
+// The tables of the tokenizer file `tokenizer` for a model of `vocab_size` ids; Error(config)
+// naming model.vocab_size when the tokenizer has another vocabulary size.
+ByteTables load_byte_tables(const std::string& tokenizer, std::int64_t vocab_size);
 
 // Sum of target_bytes over all targets t = 1..n-1 of a token stream; `origin` names the
 // stream in the error raised for an id outside the tables.

@@ -7,6 +7,7 @@
 
 #include "common/error.hpp"
 #include "common/strings.hpp"
+#include "optim/optimizer.hpp"
 
 namespace pgolf::eval {
 
@@ -62,11 +63,7 @@ std::int64_t TttTrainer::train_chunk(const ValStream& stream, std::int64_t begin
       float* grads = model_.grads();
       comm_.all_reduce_mean(grads, n);
       for (const auto& [offset, count] : frozen_) ops.zero(grads + offset, count * sizeof(float));
-      if (ttt_.grad_clip > 0) {
-        const double norm = std::sqrt(ops.sum_squares(grads, n));
-        const double coef = std::min(1.0, ttt_.grad_clip / (norm + 1e-6));
-        if (coef < 1.0) ops.scale_values(grads, static_cast<float>(coef), n);
-      }
+      if (ttt_.grad_clip > 0) optim::clip_to_norm(ops, grads, n, std::sqrt(ops.sum_squares(grads, n)), ttt_.grad_clip);
       ops.sgd_momentum_update(model_.params(), grads, momentum_.get(), n, static_cast<float>(lr),
                               static_cast<float>(ttt_.momentum));
       ++steps;

@@ -3,6 +3,7 @@
 // MuonEq-R) for the matrix group, AdamW for the embed, scalar and head groups; plus the
 // SGD-with-momentum step TTT uses. Control flow is written once here; the arithmetic is
 // backend ops, so the same code drives the CPU and CUDA backends.
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -22,6 +23,16 @@ void newton_schulz(backend::Ops<T>& ops, T* x, int rows, int cols, const std::ve
 inline std::size_t newton_schulz_scratch(int rows, int cols) {
   const auto k = static_cast<std::size_t>(std::min(rows, cols));
   return 2 * k * k + 2 * static_cast<std::size_t>(rows) * static_cast<std::size_t>(cols);
+}
+
+// Gradient clipping by global norm (torch's clip_grad_norm_): with `norm` the gradients'
+// L2 norm, scales them by the float32 rounding of min(1, max_norm / (norm + 1e-6)), skipped
+// when that is 1 or max_norm <= 0 (clipping off).
+template <class T>
+void clip_to_norm(backend::Ops<T>& ops, T* grads, std::size_t n, double norm, double max_norm) {
+  if (max_norm <= 0) return;
+  const double coef = std::min(1.0, max_norm / (norm + 1e-6));
+  if (coef < 1.0) ops.scale_values(grads, static_cast<T>(coef), n);
 }
 
 // Muon's momentum at step s (linear warmup).

@@ -12,7 +12,6 @@
 #include "common/json.hpp"
 #include "common/strings.hpp"
 #include "common/version.hpp"
-#include "data/tokenizer.hpp"
 #include "io/safetensors.hpp"
 #include "backend/cpu/cpu_ops.hpp"
 #include "model/params.hpp"
@@ -104,11 +103,7 @@ Trainer::Trainer(const config::Config& c, dist::Communicator& comm, backend::Ops
            " s leaves no training time under train.wallclock_cap_s = ", c.train.wallclock_cap_s, " s");
   }
 
-  data::Tokenizer tok(c.data.tokenizer);
-  if (tok.vocab_size() != c.model.vocab_size)
-    fail(ErrorKind::config, "model.vocab_size: ", c.model.vocab_size, " does not match the tokenizer ", c.data.tokenizer,
-         " (vocab size ", tok.vocab_size(), ")");
-  tables_ = std::make_unique<data::ByteTables>(data::build_byte_tables(tok, c.model.vocab_size));
+  tables_ = std::make_unique<data::ByteTables>(data::load_byte_tables(c.data.tokenizer, c.model.vocab_size));
   loader_ = std::make_unique<TrainLoader>(c.data.train_files, c.model.vocab_size);
   val_ = std::make_unique<eval::ValStream>(eval::load_val_stream(c));
 
@@ -214,11 +209,7 @@ StepRecord Trainer::step() {
 
   const std::size_t n = model_->table().total();
   float* grads = model_->grads();
-  auto clip = [&](double norm) {
-    if (tc.grad_clip_norm <= 0) return;
-    const double coef = std::min(1.0, tc.grad_clip_norm / (norm + 1e-6));
-    if (coef < 1.0) ops_.scale_values(grads, static_cast<float>(coef), n);
-  };
+  auto clip = [&](double norm) { optim::clip_to_norm(ops_, grads, n, norm, tc.grad_clip_norm); };
   double grad_norm;
   if (tc.clip_scope == config::ClipScope::local_rank) {
     grad_norm = std::sqrt(ops_.sum_squares(grads, n));

@@ -108,6 +108,21 @@ TEST(ByteTables, CountingRejectsIdsOutsideTheTablesNamingTheStream) {
   }
 }
 
+TEST(ByteTables, LoadingChecksTheModelVocabularyAgainstTheTokenizer) {
+  const std::string path = test::bundled("tokenizers/fineweb_1024_bpe.model").string();
+  const ByteTables b = load_byte_tables(path, 1024);
+  EXPECT_EQ(b.size(), 1024u);
+  EXPECT_EQ(b.base_bytes, build_byte_tables(sp1024(), 1024).base_bytes);
+  try {
+    load_byte_tables(path, 1000);
+    FAIL() << "a 1000-id model cannot use a 1024-piece tokenizer";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::config);
+    EXPECT_NE(std::string(e.what()).find("model.vocab_size: 1000"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("fineweb_1024_bpe.model (vocab size 1024)"), std::string::npos) << e.what();
+  }
+}
+
 TEST(ByteTables, IdsPastTheTokenizerAreZeroByteBoundaries) {
   ByteTables b = build_byte_tables(sp1024(), 1100);
   ASSERT_EQ(b.size(), 1100u);

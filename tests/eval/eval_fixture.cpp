@@ -2,7 +2,6 @@
 
 #include "backend/cpu/cpu_ops.hpp"
 #include "config/config_loader.hpp"
-#include "data/tokenizer.hpp"
 #include "dist/communicator.hpp"
 #include "model/params.hpp"
 #include "support/test_support.hpp"
@@ -18,8 +17,7 @@ EvalFixture load(const std::vector<std::string>& sets) {
   EvalFixture f;
   f.config = config::load_config(kGolden / "eval_ttt_slot.json", sets).config;
   f.stream = eval::load_val_stream(f.config);
-  data::Tokenizer tok(f.config.data.tokenizer);
-  f.tables = data::build_byte_tables(tok, f.config.model.vocab_size);
+  f.tables = data::load_byte_tables(f.config.data.tokenizer, f.config.model.vocab_size);
   return f;
 }
 

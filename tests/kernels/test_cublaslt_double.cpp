@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "emu/runtime.hpp"
+#include "kernels/emu_errors.hpp"
 
 namespace pgolf::emu {
 namespace {
@@ -139,16 +140,6 @@ TEST(CublasLtDouble, MatchesANaiveGemmForEverySupportedCombination) {
             ++cases;
           }
   EXPECT_EQ(cases, 3 * 2 * 2 * 2 * 2);
-}
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 TEST(CublasLtDouble, RejectsWhatItDoesNotImplementLoudly) {

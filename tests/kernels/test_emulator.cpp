@@ -13,6 +13,7 @@
 
 #include "emu/cuda_runtime_double.hpp"
 #include "emu/runtime.hpp"
+#include "kernels/emu_errors.hpp"
 #include "kernels/intrinsics_kernels.cuh"
 #include "kernels/tensor_core_kernels.cuh"
 
@@ -134,16 +135,6 @@ TEST(EmulatorBugs, AMissingSyncthreadsIsCaughtUnderForwardAndRandomSchedules) {
     EXPECT_NE(got, correct) << "random schedule, seed " << seed;
   }
   settings() = saved;
-}
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 // Planted bug 2: threads of one block wait at two different __syncthreads.

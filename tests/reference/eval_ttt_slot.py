@@ -33,6 +33,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import twin  # noqa: E402
+from eval_checkpoint import load_checkpoint  # noqa: E402,F401  (also used by make_eval_golden)
 
 CLIP_EPS = 1e-6
 SLOT_VARIANTS = ("none", "standard", "causal_shared", "causal")
@@ -94,19 +95,6 @@ def load_val_tokens(full_cfg, T, vocab_size=None):
     if vocab_size is not None and int(tokens.max()) >= vocab_size:
         raise ValueError(f"token id {int(tokens.max())} >= vocab_size {vocab_size}")
     return tokens
-
-
-def load_checkpoint(path, cfg):
-    tensors, _ = twin.load(path)
-    params = {}
-    for name, shape, _, _ in twin.param_table(cfg):
-        if name not in tensors:
-            raise ValueError(f"{path}: missing parameter {name}")
-        t = tensors[name]
-        if tuple(t.shape) != tuple(shape):
-            raise ValueError(f"{path}: {name} has shape {list(t.shape)}, expected {list(shape)}")
-        params[name] = t.to(torch.float32)
-    return params
 
 
 # --------------------------------------------------------------------------------------
