@@ -28,6 +28,10 @@ Settings& settings() {
 namespace {
 
 std::string site(const Location& w) { return std::string(w.file_name()) + ":" + std::to_string(w.line()); }
+// One source line; the file names of one translation unit are usually the same pointer.
+bool same_site(const Location& a, const Location& b) {
+  return a.line() == b.line() && (a.file_name() == b.file_name() || std::strcmp(a.file_name(), b.file_name()) == 0);
+}
 
 enum class State { runnable, at_barrier, at_warp, exited };
 
@@ -83,6 +87,9 @@ struct Block {
   // No runnable thread lies below `lowest` or above `highest` (kept by mark_runnable), so the
   // forward and reverse schedules find the next thread without rescanning the block.
   int lowest = 0, highest = -1;
+  // The random schedule's runnable threads (a thread leaves it when picked: it only comes back
+  // to the scheduler waiting or exited).
+  std::vector<int> ready;
 };
 
 Block* g_block = nullptr;
@@ -107,6 +114,7 @@ void mark_runnable(Block& b, EmuThread& t) {
   t.state = State::runnable;
   b.lowest = std::min(b.lowest, t.linear);
   b.highest = std::max(b.highest, t.linear);
+  if (settings().schedule == Schedule::random) b.ready.push_back(t.linear);
 }
 
 [[noreturn]] void fail_here(const std::string& what) {
@@ -152,13 +160,12 @@ std::uint64_t next_random(std::uint64_t& s) {
 int pick_runnable(Block& b) {
   const Schedule sched = settings().schedule;
   if (sched == Schedule::random) {
-    int count = 0;
-    for (const auto& t : b.threads) count += t->state == State::runnable ? 1 : 0;
-    if (count == 0) return -1;
-    int k = static_cast<int>(next_random(b.rng) % static_cast<std::uint64_t>(count));
-    for (int i = 0; i < b.n; ++i)
-      if (b.threads[static_cast<std::size_t>(i)]->state == State::runnable && k-- == 0) return i;
-    return -1;
+    if (b.ready.empty()) return -1;
+    const std::size_t k = next_random(b.rng) % b.ready.size();
+    const int i = b.ready[k];
+    b.ready[k] = b.ready.back();
+    b.ready.pop_back();
+    return i;
   }
   if (sched == Schedule::reverse) {
     for (; b.highest >= 0; --b.highest)
@@ -214,6 +221,7 @@ void try_release_barrier(Block& b) {
 void run_block(Block& b) {
   b.lowest = b.n;
   b.highest = -1;
+  b.ready.clear();
   for (auto& t : b.threads) {
     mark_runnable(b, *t);
     t->cp_open.clear();
@@ -226,11 +234,11 @@ void run_block(Block& b) {
   b.error = nullptr;
   std::fill(b.dynamic_smem.begin(), b.dynamic_smem.end(), static_cast<unsigned char>(0xFF));
   while (b.alive > 0) {
-    const int i = pick_runnable(b);
+    int i = pick_runnable(b);
     if (i < 0) {
       try_release_barrier(b);
-      if (pick_runnable(b) < 0) deadlock(b);
-      continue;
+      i = pick_runnable(b);
+      if (i < 0) deadlock(b);
     }
     b.current = i;
     EmuThread& t = *b.threads[static_cast<std::size_t>(i)];
@@ -324,8 +332,7 @@ void syncthreads(Location where) {
   Block& b = *g_block;
   if (b.arrived == 0) {
     b.barrier_at = where;
-  } else if (settings().strict && (b.barrier_at.line() != where.line() ||
-                                   std::strcmp(b.barrier_at.file_name(), where.file_name()) != 0)) {
+  } else if (settings().strict && !same_site(b.barrier_at, where)) {
     fail_here("reached __syncthreads at " + site(where) + " while other threads wait at the one at " + site(b.barrier_at) +
               " (a divergent barrier)");
   }
@@ -455,10 +462,12 @@ std::uint64_t warp_collective(WarpOp op, unsigned mask, std::uint64_t value, int
   const int lanes_in_warp = std::min(32, b.n - warp * 32);
   if (lanes_in_warp < 32 && (mask >> lanes_in_warp) != 0)
     fail_here("the mask at " + site(where) + " names lanes beyond the block's last thread");
-  for (int l = 0; l < lanes_in_warp; ++l)
-    if ((mask >> l & 1u) && b.threads[static_cast<std::size_t>(warp * 32 + l)]->state == State::exited)
-      fail_here("the mask at " + site(where) + " names lane " + std::to_string(l) + ", which has exited");
   if (!w.pending) {
+    // Named lanes that have already exited can never arrive; one that exits later, while the
+    // collective waits for it, is reported by the scheduler (run_block).
+    for (int l = 0; l < lanes_in_warp; ++l)
+      if ((mask >> l & 1u) && b.threads[static_cast<std::size_t>(warp * 32 + l)]->state == State::exited)
+        fail_here("the mask at " + site(where) + " names lane " + std::to_string(l) + ", which has exited");
     w.pending = true;
     w.op = op;
     w.mask = mask;
@@ -466,7 +475,7 @@ std::uint64_t warp_collective(WarpOp op, unsigned mask, std::uint64_t value, int
     w.where = where;
     w.arrived = 0;
   } else if (w.custom != nullptr || w.op != op || w.mask != mask ||
-             (settings().strict && (w.where.line() != where.line() || std::strcmp(w.where.file_name(), where.file_name()) != 0))) {
+             (settings().strict && !same_site(w.where, where))) {
     fail_here("reaches the warp collective at " + site(where) + " while its warp waits in a different one at " +
               site(w.where) + " (divergent warp collectives or masks)");
   }
@@ -497,7 +506,7 @@ void warp_custom(const char* what, void* lane_data, WarpCompute compute, Locatio
     w.where = where;
     w.arrived = 0;
   } else if (w.custom != compute ||
-             (settings().strict && (w.where.line() != where.line() || std::strcmp(w.where.file_name(), where.file_name()) != 0))) {
+             (settings().strict && !same_site(w.where, where))) {
     fail_here(std::string("reaches ") + what + " at " + site(where) + " while its warp waits in " +
               (w.custom_name != nullptr ? w.custom_name : "a warp collective") + " at " + site(w.where));
   }

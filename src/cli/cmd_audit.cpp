@@ -4,7 +4,6 @@
 #include <cstdio>
 #include <memory>
 
-#include "backend/cpu/cpu_ops.hpp"
 #include "cli/commands.hpp"
 #include "cli/model_args.hpp"
 #include "common/error.hpp"
@@ -31,7 +30,8 @@ struct AuditOptions {
 void run_audit(const AuditOptions& o) {
   auto loaded = load_config_args(o.cfg);
   const config::Config& c = loaded.config;
-  select_cpu_backend(c);
+  const std::unique_ptr<backend::Ops<float>> backend_ops = make_backend(c);
+  backend::Ops<float>& ops = *backend_ops;
   const data::ByteTables tables = data::load_byte_tables(c.data.tokenizer, c.model.vocab_size);
   const eval::ValStream stream = eval::load_val_stream(c);
   std::vector<float> weights;
@@ -63,7 +63,6 @@ void run_audit(const AuditOptions& o) {
     }
   }
 
-  backend::CpuOps<float> ops;
   model::Model<float> net(c.model, ops, eval::eval_model_batch(opts), T, eval::eval_model_mode(opts));
   net.set_recurrence_active(!c.model.recurrence.virtual_layers.empty());
   std::fprintf(stderr, "audit %s on %s val targets, weights: %s; %zu positions, %zu + 1 evaluations\n",

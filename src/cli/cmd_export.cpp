@@ -4,7 +4,6 @@
 #include <cstdio>
 #include <memory>
 
-#include "backend/cpu/cpu_ops.hpp"
 #include "cli/commands.hpp"
 #include "cli/model_args.hpp"
 #include "common/error.hpp"
@@ -31,11 +30,11 @@ struct PackOptions {
 void run_pack(const PackOptions& o) {
   auto loaded = load_config_args(o.cfg);
   const config::Config& c = loaded.config;
-  select_cpu_backend(c);
+  const std::unique_ptr<backend::Ops<float>> backend_ops = make_backend(c);
+  backend::Ops<float>& ops = *backend_ops;
   model::ParamTable table(c.model);
   const std::vector<float> weights = model::load_checkpoint(o.checkpoint, table);
 
-  backend::CpuOps<float> ops;
   std::unique_ptr<train::TrainLoader> loader;
   exporter::ExportRequest req;
   req.config = &c;

@@ -69,7 +69,8 @@ void run_eval(const EvalCommand& o) {
   if (o.checkpoint.empty() && o.artifact.empty()) fail(ErrorKind::usage, "eval: give --checkpoint or --artifact");
   auto loaded = load_config_args(o.cfg);
   const config::Config& c = loaded.config;
-  select_cpu_backend(c);
+  const std::unique_ptr<backend::Ops<float>> backend_ops = make_backend(c);
+  backend::Ops<float>& ops = *backend_ops;
   const data::ByteTables tables = data::load_byte_tables(c.data.tokenizer, c.model.vocab_size);
   const eval::ValStream stream = eval::load_val_stream(c);
   std::fprintf(stderr, "val: %s tokens from %s (%s read%s)\n", with_commas(stream.tokens.size()).c_str(),
@@ -82,7 +83,6 @@ void run_eval(const EvalCommand& o) {
   const std::int64_t windows = stream.targets() / opts.stride + 1;  // an upper bound on the plan's windows
   opts.batch_windows = static_cast<int>(std::min<std::int64_t>(opts.batch_windows, windows));
 
-  backend::CpuOps<float> ops;
   model::Model<float> net(c.model, ops, eval::eval_model_batch(opts), static_cast<int>(c.model.seq_len),
                           eval::eval_model_mode(opts));
   net.print_layout(stderr, false);
@@ -112,11 +112,11 @@ struct BenchOptions {
 void run_bench(const BenchOptions& o) {
   auto loaded = load_config_args(o.cfg);
   const config::Config& c = loaded.config;
-  select_cpu_backend(c);
+  const std::unique_ptr<backend::Ops<float>> backend_ops = make_backend(c);
+  backend::Ops<float>& ops = *backend_ops;
   const int T = static_cast<int>(c.model.seq_len);
   const std::int64_t accum = c.train.grad_accum_steps > 0 ? c.train.grad_accum_steps : 8;
   const int batch = o.batch > 0 ? o.batch : static_cast<int>(std::max<std::int64_t>(1, c.train.batch_tokens / T / accum));
-  backend::CpuOps<float> ops;
   model::Model<float> net(c.model, ops, batch, T);
   std::vector<float> params;
   model::init_params(net.table(), static_cast<std::uint64_t>(c.seed), params);
@@ -164,7 +164,8 @@ void run_bench(const BenchOptions& o) {
   const double full = std::chrono::duration<double>(clock::now() - t0).count() / o.steps;
   ops.release(ema);
   const double tokens = static_cast<double>(batch) * T;
-  std::printf("bench %s: %d x %d tokens, cpu %d threads\n", c.name.c_str(), batch, T, backend::cpu_threads());
+  std::printf("bench %s: %d x %d tokens, backend %s, %d cpu threads\n", c.name.c_str(), batch, T, ops.name().c_str(),
+              backend::cpu_threads());
   std::printf("  forward           %9.1f ms/step %12.0f tokens/s\n", fwd * 1e3, tokens / fwd);
   std::printf("  forward+backward  %9.1f ms/step %12.0f tokens/s\n", fwd_bwd * 1e3, tokens / fwd_bwd);
   std::printf("  training step     %9.1f ms/step %12.0f tokens/s  (+ clipping, optimizers, EMA)\n", full * 1e3,

@@ -6,7 +6,6 @@
 #include <cstdio>
 #include <memory>
 
-#include "backend/cpu/cpu_ops.hpp"
 #include "cli/commands.hpp"
 #include "cli/model_args.hpp"
 #include "common/error.hpp"
@@ -58,7 +57,8 @@ void run_main(RunOptions o) {
   if (o.cfg.config.empty()) o.cfg.config = default_config();
   auto loaded = load_config_args(o.cfg);
   const config::Config& c = loaded.config;
-  select_cpu_backend(c);
+  const std::unique_ptr<backend::Ops<float>> backend_ops = make_backend(c);
+  backend::Ops<float>& ops = *backend_ops;
   const fs::path dir = o.out.empty() ? fs::path(c.output_dir) / c.name : fs::path(o.out);
   train::RunPaths paths{dir};
   const fs::path latest = paths.checkpoints() / "latest";
@@ -77,7 +77,6 @@ void run_main(RunOptions o) {
   std::fprintf(stderr, "pgolf %s (git %s): run %s from %s into %s\n", std::string(build_info().version).c_str(),
                std::string(build_info().git_hash).c_str(), c.name.c_str(), o.cfg.config.c_str(), dir.string().c_str());
 
-  backend::CpuOps<float> ops;
   dist::LocalCommunicator comm;
   train::Trainer trainer(c, comm, ops, paths);
   trainer.model().print_layout(stderr, false);

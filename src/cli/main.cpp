@@ -4,8 +4,9 @@
 #include <cstdio>
 #include <exception>
 #include <string>
+#include <thread>
 
-#include "backend/device.hpp"
+#include "backend/cuda/cuda_backend.hpp"
 #include "cli/commands.hpp"
 #include "common/error.hpp"
 #include "common/version.hpp"
@@ -14,13 +15,15 @@ namespace {
 
 void print_version() {
   const pgolf::BuildInfo& b = pgolf::build_info();
+  const pgolf::backend::CudaBackendInfo& cuda = pgolf::backend::cuda_backend_info();
   std::string backends = "cpu";
-  if (!b.cuda.empty()) backends += pgolf::cat(", cuda (", b.cuda, ")");
+  if (cuda.compiled) backends += pgolf::cat(", cuda (", cuda.build, ")");
   std::printf("%s", pgolf::cat("pgolf ", b.version, " (git ", b.git_hash, ", ", b.build_type, " build, ", b.cxx_compiler,
                                ", C++20)\nbackends compiled in: ", backends, "\nlibraries: sentencepiece ",
                                b.sentencepiece, ", liblzma ", b.lzma, ", brotli ", b.brotli, "\n")
                         .c_str());
-  for (const auto& line : pgolf::probe_devices().lines) std::printf("%s\n", line.c_str());
+  std::printf("cpu: %u hardware threads (reference backend)\n", std::thread::hardware_concurrency());
+  for (const auto& line : pgolf::backend::cuda_report_lines()) std::printf("%s\n", line.c_str());
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "backend/cpu/cpu_ops.hpp"
+#include "backend/cuda/cuda_backend.hpp"
 #include "common/error.hpp"
 #include "common/strings.hpp"
 #include "export/artifact.hpp"
@@ -29,12 +30,21 @@ config::LoadedConfig load_config_args(const ConfigArgs& args) {
   return loaded;
 }
 
-void select_cpu_backend(const config::Config& c) {
-  if (c.backend == config::Backend::cuda)
-    fail(ErrorKind::device, "backend: the config asks for \"cuda\", but the CUDA model backend is not built yet; "
-                            "use backend \"auto\" or \"cpu\" (--set backend=cpu)");
-  backend::set_cpu_threads(static_cast<int>(c.threads));
-  std::fprintf(stderr, "backend: cpu reference (OpenMP + OpenBLAS), %d threads\n", backend::cpu_threads());
+std::unique_ptr<backend::Ops<float>> make_backend(const config::Config& c) {
+  backend::set_cpu_threads(static_cast<int>(c.threads));  // host-side work uses them on either backend
+  const backend::CudaBackendInfo& cuda = backend::cuda_backend_info();
+  if (c.backend == config::Backend::cuda && !cuda.usable)
+    fail(ErrorKind::device, "backend: the config asks for \"cuda\", but ", cuda.why_not,
+         "; use backend \"auto\" or \"cpu\" (--set backend=cpu)");
+  if (c.backend != config::Backend::cpu && cuda.usable) {
+    std::unique_ptr<backend::Ops<float>> ops = backend::make_cuda_ops();
+    std::fprintf(stderr, "backend: %s\n", ops->name().c_str());
+    return ops;
+  }
+  std::fprintf(stderr, "backend: cpu reference (OpenMP + OpenBLAS), %d threads%s\n", backend::cpu_threads(),
+               c.backend == config::Backend::automatic && cuda.compiled ? cat(" (auto: ", cuda.why_not, ")").c_str()
+                                                                         : "");
+  return std::make_unique<backend::CpuOps<float>>();
 }
 
 void print_export_result(const exporter::ExportResult& r, const config::ExportConfig& e, const std::string& path) {

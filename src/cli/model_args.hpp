@@ -1,9 +1,11 @@
 #pragma once
 // What the commands that build a model from a config share: --config and --set, the compute
 // backend and the CPU thread count, and the export report.
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "backend/ops.hpp"
 #include "common/json.hpp"
 #include "config/config_loader.hpp"
 #include "eval/evaluator.hpp"
@@ -24,10 +26,11 @@ struct ConfigArgs {
 void add_config_options(CLI::App* cmd, ConfigArgs& args, bool config_required);
 config::LoadedConfig load_config_args(const ConfigArgs& args);
 
-// Chooses the backend for a command: the CPU reference (the only model backend built so
-// far). A config that asks for "cuda" is an Error(device) saying so. Sets the CPU threads
-// and prints one line describing the choice to stderr.
-void select_cpu_backend(const config::Config& c);
+// The compute backend for a command (config key `backend`): "cpu" the CPU reference; "cuda"
+// the CUDA backend, an Error(device) naming why when this binary cannot provide it; "auto"
+// the CUDA backend when it is usable (a GPU, or pgolf-emu's emulator), else the CPU. Sets
+// the CPU threads (host-side work uses them either way) and prints the choice to stderr.
+std::unique_ptr<backend::Ops<float>> make_backend(const config::Config& c);
 
 // Prints an export's sizes against the budget, its treatment per scheme and its timings.
 void print_export_result(const exporter::ExportResult& r, const config::ExportConfig& e, const std::string& path);

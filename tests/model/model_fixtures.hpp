@@ -2,6 +2,7 @@
 // Small model configurations covering every option combination the record configs use, and
 // random parameters that make every path carry gradient (the real init zeroes several
 // projections, which would hide errors behind zero gradients).
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,8 @@ struct ModelCase {
   config::ModelConfig model;
   bool recurrence_active = false;
 };
+// gtest prints a parameter's name, not its bytes.
+inline void PrintTo(const ModelCase& c, std::ostream* os) { *os << c.name; }
 
 inline config::ModelConfig small_base() {
   config::ModelConfig m;

@@ -48,21 +48,31 @@ std::string read_bytes(const fs::path& path) {
 
 namespace {
 
-pid_t spawn_pgolf(const std::vector<std::string>& args, const fs::path& out, const fs::path& err) {
+pid_t spawn(const fs::path& binary, const std::vector<std::string>& args, const std::vector<std::string>& env,
+            const fs::path& out, const fs::path& err) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  std::vector<std::string> argv_storage{PGOLF_BINARY};
+  std::vector<std::string> argv_storage{binary.string()};
   argv_storage.insert(argv_storage.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& a : argv_storage) argv.push_back(a.data());
   argv.push_back(nullptr);
+  std::vector<std::string> env_storage = env;
+  for (char** e = environ; *e != nullptr; ++e) env_storage.emplace_back(*e);
+  std::vector<char*> envp;
+  for (auto& e : env_storage) envp.push_back(e.data());
+  envp.push_back(nullptr);
   pid_t pid = 0;
-  const int rc = posix_spawn(&pid, PGOLF_BINARY, &actions, nullptr, argv.data(), environ);
+  const int rc = posix_spawn(&pid, binary.c_str(), &actions, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) throw std::runtime_error("cannot start " PGOLF_BINARY);
+  if (rc != 0) throw std::runtime_error("cannot start " + binary.string());
   return pid;
+}
+
+pid_t spawn_pgolf(const std::vector<std::string>& args, const fs::path& out, const fs::path& err) {
+  return spawn(PGOLF_BINARY, args, {}, out, err);
 }
 
 RunResult collect(pid_t pid, const fs::path& out, const fs::path& err) {
@@ -105,6 +115,11 @@ RunResult run_pgolf(const std::vector<std::string>& args, const fs::path& cwd) {
     pid = spawn_pgolf(args, io / "stdout", io / "stderr");
   }
   return collect(pid, io / "stdout", io / "stderr");
+}
+
+RunResult run_program(const fs::path& binary, const std::vector<std::string>& args, const std::vector<std::string>& env) {
+  TempDir io;
+  return collect(spawn(binary, args, env, io / "stdout", io / "stderr"), io / "stdout", io / "stderr");
 }
 
 ScopedCwd::ScopedCwd(const fs::path& dir) : previous_(fs::current_path()) { fs::current_path(dir); }

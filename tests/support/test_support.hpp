@@ -32,6 +32,10 @@ struct RunResult {
 
 // Runs the built pgolf binary with `args` (no shell interpretation of the arguments).
 RunResult run_pgolf(const std::vector<std::string>& args, const fs::path& cwd = {});
+// Runs another program (pgolf-emu, say) with `args`; `env` entries ("NAME=value") come
+// before the inherited environment, so they win.
+RunResult run_program(const fs::path& binary, const std::vector<std::string>& args,
+                      const std::vector<std::string>& env = {});
 
 // A pgolf process running in the background (stdout/stderr to files in a temp dir).
 class PgolfProcess {

@@ -1,0 +1,326 @@
+// The CUDA backend: every op of backend::Ops<float> as one or two kernel launches from
+// kernels/ (or a cuBLASLt product), on the default stream, in issue order. Host code only:
+// g++ compiles it once against the CUDA headers, and the same object links either with the
+// real CUDA libraries and the nvcc-built kernels (`pgolf`) or with the emulator's doubles and
+// the g++-built kernels (`pgolf-emu`).
+//
+// Errors: a failed allocation or copy, and a launch error reported by the runtime, become
+// Error(device) naming the op. The emulator reports a kernel bug (a race, an out-of-bounds
+// write) by throwing from the launch itself.
+#include "backend/cuda/cuda_ops.hpp"
+
+#include <cublasLt.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "attention.cuh"
+#include "common/error.hpp"
+#include "elementwise.cuh"
+#include "embedding.cuh"
+#include "heads.cuh"
+#include "matmul.cuh"
+#include "mixing.cuh"
+#include "norm.cuh"
+#include "optim.cuh"
+#include "residual.cuh"
+#include "softcap_ce.cuh"
+
+namespace pgolf::backend {
+
+namespace {
+
+void check_cuda(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) fail(ErrorKind::device, "CUDA backend: ", what, ": ", cudaGetErrorString(e));
+}
+
+// A device scratch buffer that only grows (attention's dv partials, per-row NLL sums, the
+// float64 result of sum_squares).
+class Workspace {
+ public:
+  Workspace() = default;
+  Workspace(const Workspace&) = delete;
+  Workspace& operator=(const Workspace&) = delete;
+  ~Workspace() { cudaFree(data_); }
+  void* get(std::size_t bytes, const char* what) {
+    if (bytes > bytes_) {
+      check_cuda(cudaFree(data_), what);
+      data_ = nullptr;
+      bytes_ = 0;
+      check_cuda(cudaMalloc(&data_, bytes), what);
+      bytes_ = bytes;
+    }
+    return data_;
+  }
+
+ private:
+  void* data_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+
+class CudaOps final : public Ops<float> {
+ public:
+  explicit CudaOps(std::string device) : device_(std::move(device)) {
+    const cublasStatus_t s = cublasLtCreate(&lt_);
+    if (s != CUBLAS_STATUS_SUCCESS)
+      fail(ErrorKind::device, "CUDA backend: cannot create a cuBLASLt handle (status ", static_cast<int>(s), ")");
+  }
+  ~CudaOps() override { cublasLtDestroy(lt_); }
+  CudaOps(const CudaOps&) = delete;
+  CudaOps& operator=(const CudaOps&) = delete;
+
+  std::string name() const override { return "cuda (" + device_ + ")"; }
+
+  void* allocate(std::size_t bytes) override {
+    void* p = nullptr;
+    const cudaError_t e = cudaMalloc(&p, bytes == 0 ? 1 : bytes);
+    if (e != cudaSuccess)
+      fail(ErrorKind::device, "CUDA backend: cannot allocate ", bytes, " bytes of device memory: ", cudaGetErrorString(e));
+    check_cuda(cudaMemset(p, 0, bytes), "zeroing a new allocation");
+    return p;
+  }
+  void release(void* p) override { cudaFree(p); }  // never throws: called from destructors
+  void to_device(void* dst, const void* src, std::size_t bytes) override {
+    check_cuda(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "copy host to device");
+  }
+  void to_host(void* dst, const void* src, std::size_t bytes) override {
+    check_cuda(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "copy device to host");
+  }
+  void copy(void* dst, const void* src, std::size_t bytes) override {
+    check_cuda(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), "copy device to device");
+  }
+  void zero(void* p, std::size_t bytes) override { check_cuda(cudaMemset(p, 0, bytes), "memset"); }
+  void synchronize() override { check_cuda(cudaDeviceSynchronize(), "synchronize"); }
+
+  void copy_values(float* y, const float* x, std::size_t n) override { copy(y, x, n * sizeof(float)); }
+  void add_into(float* y, const float* x, std::size_t n) override {
+    kernels::add_into(y, x, n, stream_);
+    launched("add_into");
+  }
+
+  void embedding_forward(float* out, const std::int32_t* ids, const float* table, int n, int dim) override {
+    kernels::embedding_forward(out, ids, table, n, dim, stream_);
+    launched("embedding_forward");
+  }
+  void embedding_backward(float* dtable, const std::int32_t* ids, const float* dout, int n, int dim) override {
+    kernels::embedding_backward(dtable, ids, dout, n, dim, stream_);
+    launched("embedding_backward");
+  }
+  void bigram_hash(std::int32_t* out, const std::int32_t* ids, int batch, int seq, int buckets) override {
+    kernels::bigram_hash(out, ids, batch, seq, buckets, stream_);
+    launched("bigram_hash");
+  }
+
+  void matmul_forward(float* y, const float* x, const float* w, int n, int in, int out, bool accumulate) override {
+    kernels::matmul_forward(lt_, y, x, w, n, in, out, accumulate, stream_);
+  }
+  void matmul_backward(float* dx, float* dw, const float* dy, const float* x, const float* w, int n, int in, int out,
+                       bool accumulate_dx) override {
+    kernels::matmul_backward(lt_, dx, dw, dy, x, w, n, in, out, accumulate_dx, stream_);
+  }
+
+  void rmsnorm_forward(float* y, float* rstd, const float* x, int n, int dim, float multiplier) override {
+    kernels::rmsnorm_forward(y, rstd, x, n, dim, multiplier, stream_);
+    launched("rmsnorm_forward");
+  }
+  void rmsnorm_backward(float* dx, const float* dy, const float* x, const float* rstd, int n, int dim, float multiplier,
+                        bool accumulate) override {
+    kernels::rmsnorm_backward(dx, dy, x, rstd, n, dim, multiplier, accumulate, stream_);
+    launched("rmsnorm_backward");
+  }
+
+  void add_scaled_forward(float* y, const float* x, const float* s1, const float* s2, std::size_t n) override {
+    kernels::add_scaled_forward(y, x, s1, s2, n, stream_);
+    launched("add_scaled_forward");
+  }
+  void add_scaled_backward(float* dx, float* ds1, float* ds2, const float* dy, const float* x, const float* s1,
+                           const float* s2, std::size_t n, bool accumulate_dx) override {
+    kernels::add_scaled_backward(dx, ds1, ds2, dy, x, s1, s2, n, accumulate_dx, stream_);
+    launched("add_scaled_backward");
+  }
+  void residual_scale_forward(float* out, const float* base, const float* y, const float* scale, int n,
+                              int dim) override {
+    kernels::residual_scale_forward(out, base, y, scale, n, dim, stream_);
+    launched("residual_scale_forward");
+  }
+  void residual_scale_backward(float* dy, float* dscale, const float* dout, const float* y, const float* scale, int n,
+                               int dim) override {
+    kernels::residual_scale_backward(dy, dscale, dout, y, scale, n, dim, stream_);
+    launched("residual_scale_backward");
+  }
+  void resid_mix_forward(float* xin, const float* x, const float* x0, const float* mix, int n, int dim) override {
+    kernels::resid_mix_forward(xin, x, x0, mix, n, dim, stream_);
+    launched("resid_mix_forward");
+  }
+  void resid_mix_backward(float* dx, float* dx0, float* dmix, const float* dxin, const float* x, const float* x0,
+                          const float* mix, int n, int dim) override {
+    kernels::resid_mix_backward(dx, dx0, dmix, dxin, x, x0, mix, n, dim, stream_);
+    launched("resid_mix_backward");
+  }
+
+  void smear_forward(float* y, const float* x, const float* gate, int batch, int seq, int dim) override {
+    kernels::smear_forward(y, x, gate, batch, seq, dim, stream_);
+    launched("smear_forward");
+  }
+  void smear_backward(float* dx, float* dgate, const float* dy, const float* x, const float* gate, int batch, int seq,
+                      int dim) override {
+    kernels::smear_backward(dx, dgate, dy, x, gate, batch, seq, dim, stream_);
+    launched("smear_backward");
+  }
+  void skip_forward(float* x, const float* s, const float* w, const float* gate, int n, int dim) override {
+    kernels::skip_forward(x, s, w, gate, n, dim, stream_);
+    launched("skip_forward");
+  }
+  void skip_backward(float* dx, float* ds, float* dw, float* dgate, const float* x_before, const float* s,
+                     const float* w, const float* gate, int n, int dim) override {
+    kernels::skip_backward(dx, ds, dw, dgate, x_before, s, w, gate, n, dim, stream_);
+    launched("skip_backward");
+  }
+  void lane_merge_forward(float* out, const float* a, const float* b, const float* m, std::size_t n) override {
+    kernels::lane_merge_forward(out, a, b, m, n, stream_);
+    launched("lane_merge_forward");
+  }
+  void lane_merge_backward(float* da, float* db, float* dm, const float* dout, const float* a, const float* b,
+                           const float* m, std::size_t n) override {
+    kernels::lane_merge_backward(da, db, dm, dout, a, b, m, n, stream_);
+    launched("lane_merge_backward");
+  }
+
+  void rope_apply(float* x, const float* cos_table, const float* sin_table, int rows, int seq, int heads, int hd,
+                  int rope_dims, bool inverse) override {
+    kernels::rope_apply(x, cos_table, sin_table, rows, seq, heads, hd, rope_dims, inverse, stream_);
+    launched("rope_apply");
+  }
+  void head_gain_forward(float* y, const float* x, const float* gain, int rows, int heads, int hd) override {
+    kernels::head_gain_forward(y, x, gain, rows, heads, hd, stream_);
+    launched("head_gain_forward");
+  }
+  void head_gain_backward(float* dx, float* dgain, const float* dy, const float* x, const float* gain, int rows,
+                          int heads, int hd) override {
+    kernels::head_gain_backward(dx, dgain, dy, x, gain, rows, heads, hd, stream_);
+    launched("head_gain_backward");
+  }
+  void attention_forward(float* y, float* lse, const float* q, const float* k, const float* v, int batch, int seq,
+                         int heads, int kv_heads, int hd) override {
+    kernels::attention_forward(y, lse, q, k, v, batch, seq, heads, kv_heads, hd, stream_);
+    launched("attention_forward");
+  }
+  void attention_backward(float* dq, float* dk, float* dv, const float* dy, const float* q, const float* k,
+                          const float* v, const float* y, const float* lse, int batch, int seq, int heads,
+                          int kv_heads, int hd, bool accumulate_dv) override {
+    const std::size_t dv_values = static_cast<std::size_t>(batch) * seq * kv_heads * hd;
+    auto* dv_partial = static_cast<float*>(dv_workspace_.get(dv_values * sizeof(float), "attention workspace"));
+    kernels::attention_backward(dq, dk, dv, dy, q, k, v, y, lse, batch, seq, heads, kv_heads, hd, accumulate_dv,
+                                dv_partial, stream_);
+    launched("attention_backward");
+  }
+  void xsa_forward(float* out, const float* y, const float* v, int rows, int heads, int kv_heads, int hd) override {
+    kernels::xsa_forward(out, y, v, rows, heads, kv_heads, hd, stream_);
+    launched("xsa_forward");
+  }
+  void xsa_backward(float* dy, float* dv, const float* dout, const float* y, const float* v, int rows, int heads,
+                    int kv_heads, int hd) override {
+    kernels::xsa_backward(dy, dv, dout, y, v, rows, heads, kv_heads, hd, stream_);
+    launched("xsa_backward");
+  }
+
+  void leaky_relu_sq_forward(float* z, const float* h, float slope, std::size_t n) override {
+    kernels::leaky_relu_sq_forward(z, h, slope, n, stream_);
+    launched("leaky_relu_sq_forward");
+  }
+  void leaky_relu_sq_backward(float* dh, const float* dz, const float* h, float slope, std::size_t n) override {
+    kernels::leaky_relu_sq_backward(dh, dz, h, slope, n, stream_);
+    launched("leaky_relu_sq_backward");
+  }
+
+  void softcap_ce_forward(float* logits, float* nll, float* loss_sum, const std::int32_t* targets, int n, int vocab,
+                          float cap) override {
+    auto* row_nll = static_cast<double*>(
+        row_nll_workspace_.get(static_cast<std::size_t>(n > 0 ? n : 1) * sizeof(double), "per-row NLL workspace"));
+    kernels::softcap_ce_forward(logits, nll, loss_sum, targets, n, vocab, cap, row_nll, stream_);
+    launched("softcap_ce_forward");
+  }
+  void softcap_ce_backward(float* dz, const float* logits, const std::int32_t* targets, int n, int vocab, float cap,
+                           float scale) override {
+    kernels::softcap_ce_backward(dz, logits, targets, n, vocab, cap, scale, stream_);
+    launched("softcap_ce_backward");
+  }
+
+  void add_group_rows(float* y, const float* x, const float* rows, int groups, int group_rows, int dim) override {
+    kernels::add_group_rows(y, x, rows, groups, group_rows, dim, stream_);
+    launched("add_group_rows");
+  }
+  void sum_group_rows(float* out, const float* x, int groups, int group_rows, int dim) override {
+    kernels::sum_group_rows(out, x, groups, group_rows, dim, stream_);
+    launched("sum_group_rows");
+  }
+  void scale_rows(float* x, const float* w, int n, int dim) override {
+    kernels::scale_rows(x, w, n, dim, stream_);
+    launched("scale_rows");
+  }
+
+  void gemm(float* c, const float* a, const float* b, int m, int n, int k, bool trans_a, bool trans_b, float alpha,
+            float beta) override {
+    kernels::gemm(lt_, c, a, b, m, n, k, trans_a, trans_b, alpha, beta, stream_);
+  }
+  void axpby(float* y, const float* x, float a, float b, std::size_t n) override {
+    kernels::axpby(y, x, a, b, n, stream_);
+    launched("axpby");
+  }
+  void scale_values(float* x, float s, std::size_t n) override {
+    kernels::scale_values(x, s, n, stream_);
+    launched("scale_values");
+  }
+  double sum_squares(const float* x, std::size_t n) override {
+    auto* out = static_cast<double*>(sum_workspace_.get(sizeof(double), "sum_squares result"));
+    kernels::sum_squares(out, x, n, stream_);
+    launched("sum_squares");
+    double host = 0.0;
+    to_host(&host, out, sizeof host);
+    return host;
+  }
+  void transpose(float* dst, const float* src, int rows, int cols) override {
+    kernels::transpose(dst, src, rows, cols, stream_);
+    launched("transpose");
+  }
+  void muon_momentum(float* buf, float* u, const float* g, float mu, bool nesterov, std::size_t n) override {
+    kernels::muon_momentum(buf, u, g, mu, nesterov, n, stream_);
+    launched("muon_momentum");
+  }
+  void normalize_rows(float* x, int rows, int cols, float eps) override {
+    kernels::normalize_rows(x, rows, cols, eps, stream_);
+    launched("normalize_rows");
+  }
+  void adamw_update(float* p, const float* g, float* m, float* v, std::size_t n, float lr, float beta1, float beta2,
+                    float eps, float weight_decay, std::int64_t t) override {
+    kernels::adamw_update(p, g, m, v, n, lr, beta1, beta2, eps, weight_decay, t, stream_);
+    launched("adamw_update");
+  }
+  void sgd_momentum_update(float* p, const float* g, float* buf, std::size_t n, float lr, float momentum) override {
+    kernels::sgd_momentum_update(p, g, buf, n, lr, momentum, stream_);
+    launched("sgd_momentum_update");
+  }
+  void fake_quant_int6(float* dst, const float* src, int rows, int cols) override {
+    kernels::fake_quant_int6(dst, src, rows, cols, stream_);
+    launched("fake_quant_int6");
+  }
+
+ private:
+  // A launch's configuration errors surface at once; faults inside a kernel at the next
+  // synchronising call (a copy to the host), where check_cuda names that call instead.
+  static void launched(const char* op) {
+    const cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) fail(ErrorKind::device, "CUDA backend: ", op, ": kernel launch failed: ", cudaGetErrorString(e));
+  }
+
+  std::string device_;
+  cublasLtHandle_t lt_ = nullptr;
+  cudaStream_t stream_ = nullptr;  // the legacy default stream: every op in issue order
+  Workspace dv_workspace_, row_nll_workspace_, sum_workspace_;
+};
+
+}  // namespace
+
+std::unique_ptr<Ops<float>> create_cuda_ops(std::string device) { return std::make_unique<CudaOps>(std::move(device)); }
+
+}  // namespace pgolf::backend
