@@ -7,7 +7,6 @@
 #include "portable.cuh"  // first: it decides how the CUDA keywords compile
 
 #include <cstdint>
-#include <stdexcept>
 #include <string>
 
 #include "matmul.cuh"
@@ -18,7 +17,7 @@ namespace {
 
 void check(cublasStatus_t s, const char* what) {
   if (s != CUBLAS_STATUS_SUCCESS)
-    throw std::runtime_error(std::string("cuBLASLt: ") + what + " failed with status " + std::to_string(static_cast<int>(s)));
+    throw CublasError(std::string("cuBLASLt: ") + what + " failed with status " + std::to_string(static_cast<int>(s)));
 }
 
 // One column-major float32 product D = alpha op(A) op(B) + beta D, A stored rows_a x cols_a

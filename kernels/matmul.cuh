@@ -7,7 +7,15 @@
 #include <cublasLt.h>
 #include <driver_types.h>
 
+#include <stdexcept>
+
 namespace pgolf::kernels {
+
+// A cuBLASLt call that returned an error status (the backend reports it as a device error).
+class CublasError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 // y[n, out] (= or +=) x[n, in] @ w[out, in]^T
 void matmul_forward(cublasLtHandle_t lt, float* y, const float* x, const float* w, int n, int in, int out,

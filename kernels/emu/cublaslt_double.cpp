@@ -13,6 +13,7 @@
 #include <cstring>
 #include <string>
 
+#include "emu/cuda_runtime_double.hpp"
 #include "emu/runtime.hpp"
 
 namespace pgolf::emu {
@@ -232,6 +233,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t comp
                               cublasLtMatrixLayout_t Adesc, const void* B, cublasLtMatrixLayout_t Bdesc, const void* beta,
                               const void* C, cublasLtMatrixLayout_t Cdesc, void* D, cublasLtMatrixLayout_t Ddesc,
                               const cublasLtMatmulAlgo_t*, void*, std::size_t, cudaStream_t) {
+  pgolf::emu::DeviceAccess device_memory_open;
   using pgolf::emu::layout;
   if (handle == nullptr || computeDesc == nullptr || alpha == nullptr || beta == nullptr || A == nullptr ||
       B == nullptr || D == nullptr || Adesc == nullptr || Bdesc == nullptr || Cdesc == nullptr || Ddesc == nullptr)

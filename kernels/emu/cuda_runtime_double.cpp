@@ -1,13 +1,20 @@
 #include "emu/cuda_runtime_double.hpp"
 
+#include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <new>
 #include <sstream>
 #include <string>
+#include <utility>
 
 #include "emu/runtime.hpp"
 
@@ -28,16 +35,39 @@ constexpr std::size_t kGuard = 256;          // bytes of guard zone on each side
 constexpr unsigned char kGuardByte = 0xA5;
 constexpr unsigned char kPoisonByte = 0xFF;  // fresh device memory reads as NaN / -1
 
+// One allocation's own mapping: guard + bytes + guard, rounded up to whole pages.
+struct Mapping {
+  unsigned char* base = nullptr;
+  std::size_t bytes = 0;
+  Mapping() = default;
+  explicit Mapping(std::size_t n) : bytes(n) {
+    void* p = ::mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    base = p == MAP_FAILED ? nullptr : static_cast<unsigned char*>(p);
+  }
+  Mapping(Mapping&& o) noexcept : base(std::exchange(o.base, nullptr)), bytes(std::exchange(o.bytes, 0)) {}
+  Mapping& operator=(Mapping&& o) noexcept {
+    std::swap(base, o.base);
+    std::swap(bytes, o.bytes);
+    return *this;
+  }
+  ~Mapping() {
+    if (base != nullptr) ::munmap(base, bytes);
+  }
+};
+
 struct Allocation {
   std::uint64_t id = 0;
   std::size_t bytes = 0;
-  std::unique_ptr<unsigned char[]> block;  // guard + bytes + guard
+  Mapping block;  // guard + bytes + guard (+ the rest of the last page)
 };
 
 struct DeviceState {
   std::map<std::uintptr_t, Allocation> live;  // keyed by the user pointer
   std::uint64_t next_id = 1;
   cudaError_t last_error = cudaSuccess;
+  int open_depth = 0;  // DeviceAccess scopes alive
+  bool handler_installed = false;
+  struct sigaction previous_handler {};
 };
 
 DeviceState& state() {
@@ -48,6 +78,45 @@ DeviceState& state() {
 cudaError_t record(cudaError_t e) {
   if (e != cudaSuccess) state().last_error = e;
   return e;
+}
+
+void set_access(const Allocation& al, bool open) {
+  ::mprotect(al.block.base, al.block.bytes, open ? PROT_READ | PROT_WRITE : PROT_NONE);
+}
+
+// A host access to a protected allocation: name it, then let the fault kill the process
+// (the default action, on return). Any other fault goes to the handler that was there before.
+void on_segv(int, siginfo_t* info, void*) {
+  const auto addr = reinterpret_cast<std::uintptr_t>(info->si_addr);
+  for (const auto& [user, al] : state().live) {
+    const auto base = reinterpret_cast<std::uintptr_t>(al.block.base);
+    if (addr < base || addr >= base + al.block.bytes) continue;
+    char message[400];
+    const long long offset = static_cast<long long>(addr) - static_cast<long long>(user);
+    const int n = std::snprintf(message, sizeof message,
+                                "SIMT emulator: host code accessed device memory at byte offset %lld of allocation #%llu "
+                                "(%zu bytes at %p): device memory is reachable only through kernels, cudaMemcpy and "
+                                "cudaMemset (on a GPU this access would fault or read garbage)\n",
+                                offset, static_cast<unsigned long long>(al.id), al.bytes, reinterpret_cast<void*>(user));
+    if (n > 0 && ::write(2, message, static_cast<std::size_t>(std::min(n, 399))) < 0) {
+      // Nothing else to say: the process is about to die of the fault anyway.
+    }
+    struct sigaction fallback {};
+    fallback.sa_handler = SIG_DFL;
+    ::sigaction(SIGSEGV, &fallback, nullptr);
+    return;
+  }
+  ::sigaction(SIGSEGV, &state().previous_handler, nullptr);
+}
+
+void install_fault_handler() {
+  if (state().handler_installed) return;
+  struct sigaction sa {};
+  sa.sa_sigaction = &on_segv;
+  sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGSEGV, &sa, &state().previous_handler);
+  state().handler_installed = true;
 }
 
 // True when [p, p + bytes) lies inside one live allocation.
@@ -61,8 +130,8 @@ bool is_device(const void* p, std::size_t bytes) {
 }
 
 void check_one(std::uintptr_t user, const Allocation& al, const std::string& after) {
-  const unsigned char* before_zone = al.block.get();
-  const unsigned char* after_zone = al.block.get() + kGuard + al.bytes;
+  const unsigned char* before_zone = al.block.base;
+  const unsigned char* after_zone = al.block.base + kGuard + al.bytes;
   for (std::size_t i = 0; i < kGuard; ++i) {
     const bool below = before_zone[i] != kGuardByte, above = after_zone[i] != kGuardByte;
     if (!below && !above) continue;
@@ -103,7 +172,18 @@ cudaError_t check_copy(void* dst, const void* src, std::size_t bytes, cudaMemcpy
 }  // namespace
 
 void check_device_memory(const char* after) {
+  DeviceAccess open;
   for (const auto& [user, al] : state().live) check_one(user, al, after);
+}
+
+DeviceAccess::DeviceAccess() {
+  if (state().open_depth++ == 0)
+    for (const auto& [user, al] : state().live) set_access(al, true);
+}
+
+DeviceAccess::~DeviceAccess() {
+  if (--state().open_depth == 0)
+    for (const auto& [user, al] : state().live) set_access(al, false);
 }
 
 std::size_t live_allocations() { return state().live.size(); }
@@ -115,16 +195,20 @@ using pgolf::emu::state;
 
 cudaError_t cudaMalloc(void** ptr, std::size_t bytes) {
   if (ptr == nullptr) return record(cudaErrorInvalidValue);
-  const std::size_t n = bytes == 0 ? 1 : bytes;
+  const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  const std::size_t mapped = (bytes + 2 * pgolf::emu::kGuard + page - 1) / page * page;
   pgolf::emu::Allocation al;
   al.id = state().next_id++;
   al.bytes = bytes;
-  al.block.reset(new (std::nothrow) unsigned char[n + 2 * pgolf::emu::kGuard]);
-  if (!al.block) return record(cudaErrorMemoryAllocation);
-  std::memset(al.block.get(), pgolf::emu::kGuardByte, pgolf::emu::kGuard);
-  std::memset(al.block.get() + pgolf::emu::kGuard, pgolf::emu::kPoisonByte, bytes);
-  std::memset(al.block.get() + pgolf::emu::kGuard + bytes, pgolf::emu::kGuardByte, pgolf::emu::kGuard);
-  void* user = al.block.get() + pgolf::emu::kGuard;
+  al.block = pgolf::emu::Mapping(mapped);
+  if (al.block.base == nullptr) return record(cudaErrorMemoryAllocation);
+  unsigned char* const base = al.block.base;
+  std::memset(base, pgolf::emu::kGuardByte, pgolf::emu::kGuard);
+  std::memset(base + pgolf::emu::kGuard, pgolf::emu::kPoisonByte, bytes);
+  std::memset(base + pgolf::emu::kGuard + bytes, pgolf::emu::kGuardByte, pgolf::emu::kGuard);
+  pgolf::emu::install_fault_handler();
+  if (state().open_depth == 0) pgolf::emu::set_access(al, false);
+  void* user = base + pgolf::emu::kGuard;
   state().live.emplace(reinterpret_cast<std::uintptr_t>(user), std::move(al));
   *ptr = user;
   return cudaSuccess;
@@ -139,6 +223,7 @@ cudaError_t cudaFree(void* ptr) {
   const std::uintptr_t user = it->first;
   pgolf::emu::Allocation al = std::move(it->second);
   live.erase(it);
+  pgolf::emu::set_access(al, true);  // unmapped when `al` goes, whatever check_one finds
   pgolf::emu::check_one(user, al, "cudaFree");
   return cudaSuccess;
 }
@@ -147,6 +232,7 @@ cudaError_t cudaMemcpy(void* dst, const void* src, std::size_t bytes, cudaMemcpy
   if (bytes == 0) return cudaSuccess;
   if (dst == nullptr || src == nullptr) return record(cudaErrorInvalidValue);
   if (const cudaError_t e = pgolf::emu::check_copy(dst, src, bytes, kind); e != cudaSuccess) return e;
+  pgolf::emu::DeviceAccess open;
   std::memmove(dst, src, bytes);
   return cudaSuccess;
 }
@@ -158,6 +244,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t bytes, cudaM
 cudaError_t cudaMemset(void* ptr, int value, std::size_t bytes) {
   if (bytes == 0) return cudaSuccess;
   if (!pgolf::emu::is_device(ptr, bytes)) return record(cudaErrorInvalidValue);
+  pgolf::emu::DeviceAccess open;
   std::memset(ptr, value, bytes);
   return cudaSuccess;
 }

@@ -24,4 +24,14 @@ void check_device_memory(const char* after);
 // Live allocations and their bytes (tests use it to find leaks).
 std::size_t live_allocations();
 
+// Opens every device allocation to the emulator's own device-side work for its scope
+// (nested scopes are fine): kernel launches, copies, the cuBLASLt and NCCL doubles.
+class DeviceAccess {
+ public:
+  DeviceAccess();
+  ~DeviceAccess();
+  DeviceAccess(const DeviceAccess&) = delete;
+  DeviceAccess& operator=(const DeviceAccess&) = delete;
+};
+
 }  // namespace pgolf::emu

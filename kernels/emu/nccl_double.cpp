@@ -18,6 +18,7 @@
 #include <mpi.h>
 #endif
 
+#include "emu/cuda_runtime_double.hpp"
 #include "emu/runtime.hpp"
 
 struct ncclComm {
@@ -219,6 +220,7 @@ const char* ncclGetErrorString(ncclResult_t result) {
 
 ncclResult_t ncclAllReduce(const void* send, void* recv, size_t count, ncclDataType_t type, ncclRedOp_t op,
                            ncclComm_t comm, cudaStream_t) {
+  pgolf::emu::DeviceAccess device_memory_open;
   pgolf::emu::check_op(op);
   if (comm == nullptr || comm->nranks == 1) return pgolf::emu::copy(send, recv, count, type, comm);
 #if defined(PGOLF_EMU_WITH_MPI)
@@ -230,6 +232,7 @@ ncclResult_t ncclAllReduce(const void* send, void* recv, size_t count, ncclDataT
 
 ncclResult_t ncclReduceScatter(const void* send, void* recv, size_t recvcount, ncclDataType_t type, ncclRedOp_t op,
                                ncclComm_t comm, cudaStream_t) {
+  pgolf::emu::DeviceAccess device_memory_open;
   pgolf::emu::check_op(op);
   if (comm == nullptr || comm->nranks == 1) return pgolf::emu::copy(send, recv, recvcount, type, comm);
 #if defined(PGOLF_EMU_WITH_MPI)
@@ -245,6 +248,7 @@ ncclResult_t ncclReduceScatter(const void* send, void* recv, size_t recvcount, n
 
 ncclResult_t ncclAllGather(const void* send, void* recv, size_t sendcount, ncclDataType_t type, ncclComm_t comm,
                            cudaStream_t) {
+  pgolf::emu::DeviceAccess device_memory_open;
   if (comm == nullptr || comm->nranks == 1) return pgolf::emu::copy(send, recv, sendcount, type, comm);
 #if defined(PGOLF_EMU_WITH_MPI)
   const auto all = pgolf::emu::gather_all(send, sendcount * pgolf::emu::element_size(type), comm);
@@ -255,6 +259,7 @@ ncclResult_t ncclAllGather(const void* send, void* recv, size_t sendcount, ncclD
 
 ncclResult_t ncclBroadcast(const void* send, void* recv, size_t count, ncclDataType_t type, int root, ncclComm_t comm,
                            cudaStream_t) {
+  pgolf::emu::DeviceAccess device_memory_open;
   if (comm == nullptr || root < 0 || root >= comm->nranks) return ncclInvalidArgument;
   if (comm->nranks == 1) return pgolf::emu::copy(send, recv, count, type, comm);
 #if defined(PGOLF_EMU_WITH_MPI)

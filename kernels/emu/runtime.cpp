@@ -283,6 +283,7 @@ void run_grid(const std::function<void()>& body, dim3 grid, dim3 block, std::siz
 
   static std::uint64_t launches = 0;
   ++launches;
+  DeviceAccess device_memory_open;  // kernels reach device memory; host code does not
   Block b;
   b.body = &body;
   b.kernel = kernel;

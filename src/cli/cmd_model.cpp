@@ -132,12 +132,14 @@ void run_bench(const BenchOptions& o) {
       net.forward(ids.data(), targets.data(), batch, T);
       if (with_backward) net.backward();
     }
+    ops.synchronize();  // a GPU backend runs asynchronously: time finished work only
     const auto t0 = clock::now();
     for (int i = 0; i < o.steps; ++i) {
       net.zero_grads();
       net.forward(ids.data(), targets.data(), batch, T);
       if (with_backward) net.backward();
     }
+    ops.synchronize();
     return std::chrono::duration<double>(clock::now() - t0).count() / o.steps;
   };
   const double fwd = time_steps(false), fwd_bwd = time_steps(true);
@@ -159,8 +161,10 @@ void run_bench(const BenchOptions& o) {
               net.table().total());
   };
   for (int i = 0; i < o.warmup; ++i) train_step();
+  ops.synchronize();
   const auto t0 = clock::now();
   for (int i = 0; i < o.steps; ++i) train_step();
+  ops.synchronize();
   const double full = std::chrono::duration<double>(clock::now() - t0).count() / o.steps;
   ops.release(ema);
   const double tokens = static_cast<double>(batch) * T;

@@ -90,8 +90,9 @@ void expect_close(const Pass& cuda, const Pass& cpu, const model::ParamTable& ta
   EXPECT_LE(std::fabs(cuda.loss - cpu.loss), kLossTolerance * std::fabs(cpu.loss)) << cuda.loss << " vs " << cpu.loss;
   double worst_nll = 0.0;
   for (std::size_t i = 0; i < cpu.nll.size(); ++i)
-    worst_nll = std::max(worst_nll, std::isfinite(cuda.nll[i]) ? std::fabs(static_cast<double>(cuda.nll[i]) - cpu.nll[i])
-                                                               : INFINITY);
+    worst_nll = std::max(worst_nll, std::isfinite(cuda.nll[i]) && std::isfinite(cpu.nll[i])
+                                        ? std::fabs(static_cast<double>(cuda.nll[i]) - cpu.nll[i])
+                                        : INFINITY);
   EXPECT_LE(worst_nll, kNllTolerance);
   double worst_grad = 0.0, worst_param = 0.0;
   std::string worst_grad_name, worst_param_name;
@@ -195,6 +196,17 @@ TEST(CudaBackend, AHostPointerWhereDeviceMemoryBelongsIsCaught) {
   EXPECT_THROW(ops->to_host(out.data(), host.data(), 16 * sizeof(float)), std::exception);
   auto* d = static_cast<float*>(ops->allocate(16 * sizeof(float)));
   EXPECT_THROW(ops->to_host(out.data(), d, 17 * sizeof(float)), std::exception);  // past the allocation's end
+  // And the other way round: host code reading a device pointer, which works on the CPU
+  // backend and crashes (or reads garbage) on a GPU, dies here naming the allocation. The
+  // whole-run test (test_cuda_backend_runs.cpp) thereby checks that no host code in the
+  // pipeline does it.
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        volatile float x = d[3];
+        (void)x;
+      },
+      "host code accessed device memory at byte offset 12 of allocation");
   ops->release(d);
 }
 

@@ -34,11 +34,16 @@ const std::vector<std::string> kMicroRun = {
     "--set", "train.swa.every=2",        "--set", "optim.muon.momentum_warmup_steps=2",
     "--set", "export.passthrough_max_numel=512", "--set", "eval.stride=64", "--set", "data.val_max_tokens=1025"};
 
-json run_and_read_results(const fs::path& binary, const fs::path& out, const std::vector<std::string>& env) {
-  std::vector<std::string> args = {"run", (source_dir() / "configs/tiny.json").string(), "--out", out.string()};
+// Runs `binary run` on the micro config with `backend` and returns results.json; checks that
+// the backend in use is the one asked for (`expect_backend` in stderr).
+json run_and_read_results(const fs::path& binary, const fs::path& out, const std::string& backend,
+                          const std::string& expect_backend, const std::vector<std::string>& env) {
+  std::vector<std::string> args = {"run", (source_dir() / "configs/tiny.json").string(), "--out", out.string(),
+                                   "--set", "backend=" + backend};
   args.insert(args.end(), kMicroRun.begin(), kMicroRun.end());
   const RunResult r = run_program(binary, args, env);
   EXPECT_EQ(r.exit_code, 0) << binary << "\n" << r.err;
+  EXPECT_NE(r.err.find(expect_backend), std::string::npos) << r.err;
   return json::parse(read_bytes(out / "results.json"));
 }
 
@@ -48,9 +53,11 @@ void expect_relatively_close(double a, double b, const std::string& what) {
 
 TEST(EmulatedRun, PgolfEmuRunsTheWholePipelineThroughTheCudaBackendAndMatchesTheCpu) {
   TempDir dir;
-  const json cpu = run_and_read_results(PGOLF_BINARY, dir / "cpu", {});
+  const json cpu = run_and_read_results(PGOLF_BINARY, dir / "cpu", "cpu", "backend: cpu reference", {});
   // A random thread schedule: any order-dependence in a kernel would show up as a difference.
-  const json emu = run_and_read_results(PGOLF_EMU_BINARY, dir / "emu", {"PGOLF_EMU_SCHEDULE=random", "PGOLF_EMU_SEED=7"});
+  const json emu = run_and_read_results(PGOLF_EMU_BINARY, dir / "emu", "cuda",
+                                        "backend: cuda (SIMT emulator on the host CPU, random schedule, seed 7)",
+                                        {"PGOLF_EMU_SCHEDULE=random", "PGOLF_EMU_SEED=7"});
   ASSERT_EQ(emu["status"], "completed");
   ASSERT_EQ(emu["train_losses"].size(), 4u);
   for (std::size_t i = 0; i < 4; ++i)

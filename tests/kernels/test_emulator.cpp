@@ -203,6 +203,28 @@ TEST(CudaRuntimeDouble, CopiesCheckDirectionsAndMemoryStartsPoisoned) {
   EXPECT_EQ(cudaFree(d), cudaSuccess);
 }
 
+// Device memory is out of host code's reach, as on a GPU: dereferencing a device pointer on
+// the host kills the process with a message naming the allocation, while kernels and copies
+// still reach it.
+TEST(CudaRuntimeDouble, HostCodeTouchingDeviceMemoryDiesNamingTheAllocation) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  float* d = nullptr;
+  ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&d), 64 * sizeof(float)), cudaSuccess);
+  const float h[2] = {1.5f, 2.5f};
+  ASSERT_EQ(cudaMemcpy(d + 8, h, sizeof h, cudaMemcpyHostToDevice), cudaSuccess);
+  float back[2] = {};
+  ASSERT_EQ(cudaMemcpy(back, d + 8, sizeof back, cudaMemcpyDeviceToHost), cudaSuccess);
+  EXPECT_EQ(back[1], 2.5f) << "copies reach device memory";
+  EXPECT_DEATH(
+      {
+        volatile float x = d[9];
+        (void)x;
+      },
+      "host code accessed device memory at byte offset 36 of allocation #[0-9]+ \\(256 bytes at 0x");
+  EXPECT_DEATH(d[0] = 1.0f, "host code accessed device memory at byte offset 0 ");
+  EXPECT_EQ(cudaFree(d), cudaSuccess);
+}
+
 std::uint16_t to_bf16_bits(float f) {  // f must be exactly representable in bf16
   std::uint32_t u;
   std::memcpy(&u, &f, sizeof u);

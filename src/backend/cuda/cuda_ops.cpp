@@ -13,6 +13,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <stdexcept>
 
 #include "attention.cuh"
 #include "common/error.hpp"
@@ -94,221 +95,192 @@ class CudaOps final : public Ops<float> {
 
   void copy_values(float* y, const float* x, std::size_t n) override { copy(y, x, n * sizeof(float)); }
   void add_into(float* y, const float* x, std::size_t n) override {
-    kernels::add_into(y, x, n, stream_);
-    launched("add_into");
+    guarded("add_into", [&] { kernels::add_into(y, x, n, stream_); });
   }
 
   void embedding_forward(float* out, const std::int32_t* ids, const float* table, int n, int dim) override {
-    kernels::embedding_forward(out, ids, table, n, dim, stream_);
-    launched("embedding_forward");
+    guarded("embedding_forward", [&] { kernels::embedding_forward(out, ids, table, n, dim, stream_); });
   }
   void embedding_backward(float* dtable, const std::int32_t* ids, const float* dout, int n, int dim) override {
-    kernels::embedding_backward(dtable, ids, dout, n, dim, stream_);
-    launched("embedding_backward");
+    guarded("embedding_backward", [&] { kernels::embedding_backward(dtable, ids, dout, n, dim, stream_); });
   }
   void bigram_hash(std::int32_t* out, const std::int32_t* ids, int batch, int seq, int buckets) override {
-    kernels::bigram_hash(out, ids, batch, seq, buckets, stream_);
-    launched("bigram_hash");
+    guarded("bigram_hash", [&] { kernels::bigram_hash(out, ids, batch, seq, buckets, stream_); });
   }
 
   void matmul_forward(float* y, const float* x, const float* w, int n, int in, int out, bool accumulate) override {
-    kernels::matmul_forward(lt_, y, x, w, n, in, out, accumulate, stream_);
+    guarded("matmul_forward", [&] { kernels::matmul_forward(lt_, y, x, w, n, in, out, accumulate, stream_); });
   }
   void matmul_backward(float* dx, float* dw, const float* dy, const float* x, const float* w, int n, int in, int out,
                        bool accumulate_dx) override {
-    kernels::matmul_backward(lt_, dx, dw, dy, x, w, n, in, out, accumulate_dx, stream_);
+    guarded("matmul_backward",
+            [&] { kernels::matmul_backward(lt_, dx, dw, dy, x, w, n, in, out, accumulate_dx, stream_); });
   }
 
   void rmsnorm_forward(float* y, float* rstd, const float* x, int n, int dim, float multiplier) override {
-    kernels::rmsnorm_forward(y, rstd, x, n, dim, multiplier, stream_);
-    launched("rmsnorm_forward");
+    guarded("rmsnorm_forward", [&] { kernels::rmsnorm_forward(y, rstd, x, n, dim, multiplier, stream_); });
   }
   void rmsnorm_backward(float* dx, const float* dy, const float* x, const float* rstd, int n, int dim, float multiplier,
                         bool accumulate) override {
-    kernels::rmsnorm_backward(dx, dy, x, rstd, n, dim, multiplier, accumulate, stream_);
-    launched("rmsnorm_backward");
+    guarded("rmsnorm_backward", [&] { kernels::rmsnorm_backward(dx, dy, x, rstd, n, dim, multiplier, accumulate, stream_); });
   }
 
   void add_scaled_forward(float* y, const float* x, const float* s1, const float* s2, std::size_t n) override {
-    kernels::add_scaled_forward(y, x, s1, s2, n, stream_);
-    launched("add_scaled_forward");
+    guarded("add_scaled_forward", [&] { kernels::add_scaled_forward(y, x, s1, s2, n, stream_); });
   }
   void add_scaled_backward(float* dx, float* ds1, float* ds2, const float* dy, const float* x, const float* s1,
                            const float* s2, std::size_t n, bool accumulate_dx) override {
-    kernels::add_scaled_backward(dx, ds1, ds2, dy, x, s1, s2, n, accumulate_dx, stream_);
-    launched("add_scaled_backward");
+    guarded("add_scaled_backward", [&] { kernels::add_scaled_backward(dx, ds1, ds2, dy, x, s1, s2, n, accumulate_dx, stream_); });
   }
   void residual_scale_forward(float* out, const float* base, const float* y, const float* scale, int n,
                               int dim) override {
-    kernels::residual_scale_forward(out, base, y, scale, n, dim, stream_);
-    launched("residual_scale_forward");
+    guarded("residual_scale_forward", [&] { kernels::residual_scale_forward(out, base, y, scale, n, dim, stream_); });
   }
   void residual_scale_backward(float* dy, float* dscale, const float* dout, const float* y, const float* scale, int n,
                                int dim) override {
-    kernels::residual_scale_backward(dy, dscale, dout, y, scale, n, dim, stream_);
-    launched("residual_scale_backward");
+    guarded("residual_scale_backward", [&] { kernels::residual_scale_backward(dy, dscale, dout, y, scale, n, dim, stream_); });
   }
   void resid_mix_forward(float* xin, const float* x, const float* x0, const float* mix, int n, int dim) override {
-    kernels::resid_mix_forward(xin, x, x0, mix, n, dim, stream_);
-    launched("resid_mix_forward");
+    guarded("resid_mix_forward", [&] { kernels::resid_mix_forward(xin, x, x0, mix, n, dim, stream_); });
   }
   void resid_mix_backward(float* dx, float* dx0, float* dmix, const float* dxin, const float* x, const float* x0,
                           const float* mix, int n, int dim) override {
-    kernels::resid_mix_backward(dx, dx0, dmix, dxin, x, x0, mix, n, dim, stream_);
-    launched("resid_mix_backward");
+    guarded("resid_mix_backward", [&] { kernels::resid_mix_backward(dx, dx0, dmix, dxin, x, x0, mix, n, dim, stream_); });
   }
 
   void smear_forward(float* y, const float* x, const float* gate, int batch, int seq, int dim) override {
-    kernels::smear_forward(y, x, gate, batch, seq, dim, stream_);
-    launched("smear_forward");
+    guarded("smear_forward", [&] { kernels::smear_forward(y, x, gate, batch, seq, dim, stream_); });
   }
   void smear_backward(float* dx, float* dgate, const float* dy, const float* x, const float* gate, int batch, int seq,
                       int dim) override {
-    kernels::smear_backward(dx, dgate, dy, x, gate, batch, seq, dim, stream_);
-    launched("smear_backward");
+    guarded("smear_backward", [&] { kernels::smear_backward(dx, dgate, dy, x, gate, batch, seq, dim, stream_); });
   }
   void skip_forward(float* x, const float* s, const float* w, const float* gate, int n, int dim) override {
-    kernels::skip_forward(x, s, w, gate, n, dim, stream_);
-    launched("skip_forward");
+    guarded("skip_forward", [&] { kernels::skip_forward(x, s, w, gate, n, dim, stream_); });
   }
   void skip_backward(float* dx, float* ds, float* dw, float* dgate, const float* x_before, const float* s,
                      const float* w, const float* gate, int n, int dim) override {
-    kernels::skip_backward(dx, ds, dw, dgate, x_before, s, w, gate, n, dim, stream_);
-    launched("skip_backward");
+    guarded("skip_backward", [&] { kernels::skip_backward(dx, ds, dw, dgate, x_before, s, w, gate, n, dim, stream_); });
   }
   void lane_merge_forward(float* out, const float* a, const float* b, const float* m, std::size_t n) override {
-    kernels::lane_merge_forward(out, a, b, m, n, stream_);
-    launched("lane_merge_forward");
+    guarded("lane_merge_forward", [&] { kernels::lane_merge_forward(out, a, b, m, n, stream_); });
   }
   void lane_merge_backward(float* da, float* db, float* dm, const float* dout, const float* a, const float* b,
                            const float* m, std::size_t n) override {
-    kernels::lane_merge_backward(da, db, dm, dout, a, b, m, n, stream_);
-    launched("lane_merge_backward");
+    guarded("lane_merge_backward", [&] { kernels::lane_merge_backward(da, db, dm, dout, a, b, m, n, stream_); });
   }
 
   void rope_apply(float* x, const float* cos_table, const float* sin_table, int rows, int seq, int heads, int hd,
                   int rope_dims, bool inverse) override {
-    kernels::rope_apply(x, cos_table, sin_table, rows, seq, heads, hd, rope_dims, inverse, stream_);
-    launched("rope_apply");
+    guarded("rope_apply", [&] { kernels::rope_apply(x, cos_table, sin_table, rows, seq, heads, hd, rope_dims, inverse, stream_); });
   }
   void head_gain_forward(float* y, const float* x, const float* gain, int rows, int heads, int hd) override {
-    kernels::head_gain_forward(y, x, gain, rows, heads, hd, stream_);
-    launched("head_gain_forward");
+    guarded("head_gain_forward", [&] { kernels::head_gain_forward(y, x, gain, rows, heads, hd, stream_); });
   }
   void head_gain_backward(float* dx, float* dgain, const float* dy, const float* x, const float* gain, int rows,
                           int heads, int hd) override {
-    kernels::head_gain_backward(dx, dgain, dy, x, gain, rows, heads, hd, stream_);
-    launched("head_gain_backward");
+    guarded("head_gain_backward", [&] { kernels::head_gain_backward(dx, dgain, dy, x, gain, rows, heads, hd, stream_); });
   }
   void attention_forward(float* y, float* lse, const float* q, const float* k, const float* v, int batch, int seq,
                          int heads, int kv_heads, int hd) override {
-    kernels::attention_forward(y, lse, q, k, v, batch, seq, heads, kv_heads, hd, stream_);
-    launched("attention_forward");
+    guarded("attention_forward", [&] { kernels::attention_forward(y, lse, q, k, v, batch, seq, heads, kv_heads, hd, stream_); });
   }
   void attention_backward(float* dq, float* dk, float* dv, const float* dy, const float* q, const float* k,
                           const float* v, const float* y, const float* lse, int batch, int seq, int heads,
                           int kv_heads, int hd, bool accumulate_dv) override {
     const std::size_t dv_values = static_cast<std::size_t>(batch) * seq * kv_heads * hd;
     auto* dv_partial = static_cast<float*>(dv_workspace_.get(dv_values * sizeof(float), "attention workspace"));
-    kernels::attention_backward(dq, dk, dv, dy, q, k, v, y, lse, batch, seq, heads, kv_heads, hd, accumulate_dv,
-                                dv_partial, stream_);
-    launched("attention_backward");
+    guarded("attention_backward", [&] { kernels::attention_backward(dq, dk, dv, dy, q, k, v, y, lse, batch, seq, heads, kv_heads, hd, accumulate_dv,
+                                dv_partial, stream_); });
   }
   void xsa_forward(float* out, const float* y, const float* v, int rows, int heads, int kv_heads, int hd) override {
-    kernels::xsa_forward(out, y, v, rows, heads, kv_heads, hd, stream_);
-    launched("xsa_forward");
+    guarded("xsa_forward", [&] { kernels::xsa_forward(out, y, v, rows, heads, kv_heads, hd, stream_); });
   }
   void xsa_backward(float* dy, float* dv, const float* dout, const float* y, const float* v, int rows, int heads,
                     int kv_heads, int hd) override {
-    kernels::xsa_backward(dy, dv, dout, y, v, rows, heads, kv_heads, hd, stream_);
-    launched("xsa_backward");
+    guarded("xsa_backward", [&] { kernels::xsa_backward(dy, dv, dout, y, v, rows, heads, kv_heads, hd, stream_); });
   }
 
   void leaky_relu_sq_forward(float* z, const float* h, float slope, std::size_t n) override {
-    kernels::leaky_relu_sq_forward(z, h, slope, n, stream_);
-    launched("leaky_relu_sq_forward");
+    guarded("leaky_relu_sq_forward", [&] { kernels::leaky_relu_sq_forward(z, h, slope, n, stream_); });
   }
   void leaky_relu_sq_backward(float* dh, const float* dz, const float* h, float slope, std::size_t n) override {
-    kernels::leaky_relu_sq_backward(dh, dz, h, slope, n, stream_);
-    launched("leaky_relu_sq_backward");
+    guarded("leaky_relu_sq_backward", [&] { kernels::leaky_relu_sq_backward(dh, dz, h, slope, n, stream_); });
   }
 
   void softcap_ce_forward(float* logits, float* nll, float* loss_sum, const std::int32_t* targets, int n, int vocab,
                           float cap) override {
     auto* row_nll = static_cast<double*>(
         row_nll_workspace_.get(static_cast<std::size_t>(n > 0 ? n : 1) * sizeof(double), "per-row NLL workspace"));
-    kernels::softcap_ce_forward(logits, nll, loss_sum, targets, n, vocab, cap, row_nll, stream_);
-    launched("softcap_ce_forward");
+    guarded("softcap_ce_forward", [&] { kernels::softcap_ce_forward(logits, nll, loss_sum, targets, n, vocab, cap, row_nll, stream_); });
   }
   void softcap_ce_backward(float* dz, const float* logits, const std::int32_t* targets, int n, int vocab, float cap,
                            float scale) override {
-    kernels::softcap_ce_backward(dz, logits, targets, n, vocab, cap, scale, stream_);
-    launched("softcap_ce_backward");
+    guarded("softcap_ce_backward", [&] { kernels::softcap_ce_backward(dz, logits, targets, n, vocab, cap, scale, stream_); });
   }
 
   void add_group_rows(float* y, const float* x, const float* rows, int groups, int group_rows, int dim) override {
-    kernels::add_group_rows(y, x, rows, groups, group_rows, dim, stream_);
-    launched("add_group_rows");
+    guarded("add_group_rows", [&] { kernels::add_group_rows(y, x, rows, groups, group_rows, dim, stream_); });
   }
   void sum_group_rows(float* out, const float* x, int groups, int group_rows, int dim) override {
-    kernels::sum_group_rows(out, x, groups, group_rows, dim, stream_);
-    launched("sum_group_rows");
+    guarded("sum_group_rows", [&] { kernels::sum_group_rows(out, x, groups, group_rows, dim, stream_); });
   }
   void scale_rows(float* x, const float* w, int n, int dim) override {
-    kernels::scale_rows(x, w, n, dim, stream_);
-    launched("scale_rows");
+    guarded("scale_rows", [&] { kernels::scale_rows(x, w, n, dim, stream_); });
   }
 
   void gemm(float* c, const float* a, const float* b, int m, int n, int k, bool trans_a, bool trans_b, float alpha,
             float beta) override {
-    kernels::gemm(lt_, c, a, b, m, n, k, trans_a, trans_b, alpha, beta, stream_);
+    guarded("gemm", [&] { kernels::gemm(lt_, c, a, b, m, n, k, trans_a, trans_b, alpha, beta, stream_); });
   }
   void axpby(float* y, const float* x, float a, float b, std::size_t n) override {
-    kernels::axpby(y, x, a, b, n, stream_);
-    launched("axpby");
+    guarded("axpby", [&] { kernels::axpby(y, x, a, b, n, stream_); });
   }
   void scale_values(float* x, float s, std::size_t n) override {
-    kernels::scale_values(x, s, n, stream_);
-    launched("scale_values");
+    guarded("scale_values", [&] { kernels::scale_values(x, s, n, stream_); });
   }
   double sum_squares(const float* x, std::size_t n) override {
     auto* out = static_cast<double*>(sum_workspace_.get(sizeof(double), "sum_squares result"));
-    kernels::sum_squares(out, x, n, stream_);
-    launched("sum_squares");
+    guarded("sum_squares", [&] { kernels::sum_squares(out, x, n, stream_); });
     double host = 0.0;
     to_host(&host, out, sizeof host);
     return host;
   }
   void transpose(float* dst, const float* src, int rows, int cols) override {
-    kernels::transpose(dst, src, rows, cols, stream_);
-    launched("transpose");
+    guarded("transpose", [&] { kernels::transpose(dst, src, rows, cols, stream_); });
   }
   void muon_momentum(float* buf, float* u, const float* g, float mu, bool nesterov, std::size_t n) override {
-    kernels::muon_momentum(buf, u, g, mu, nesterov, n, stream_);
-    launched("muon_momentum");
+    guarded("muon_momentum", [&] { kernels::muon_momentum(buf, u, g, mu, nesterov, n, stream_); });
   }
   void normalize_rows(float* x, int rows, int cols, float eps) override {
-    kernels::normalize_rows(x, rows, cols, eps, stream_);
-    launched("normalize_rows");
+    guarded("normalize_rows", [&] { kernels::normalize_rows(x, rows, cols, eps, stream_); });
   }
   void adamw_update(float* p, const float* g, float* m, float* v, std::size_t n, float lr, float beta1, float beta2,
                     float eps, float weight_decay, std::int64_t t) override {
-    kernels::adamw_update(p, g, m, v, n, lr, beta1, beta2, eps, weight_decay, t, stream_);
-    launched("adamw_update");
+    guarded("adamw_update", [&] { kernels::adamw_update(p, g, m, v, n, lr, beta1, beta2, eps, weight_decay, t, stream_); });
   }
   void sgd_momentum_update(float* p, const float* g, float* buf, std::size_t n, float lr, float momentum) override {
-    kernels::sgd_momentum_update(p, g, buf, n, lr, momentum, stream_);
-    launched("sgd_momentum_update");
+    guarded("sgd_momentum_update", [&] { kernels::sgd_momentum_update(p, g, buf, n, lr, momentum, stream_); });
   }
   void fake_quant_int6(float* dst, const float* src, int rows, int cols) override {
-    kernels::fake_quant_int6(dst, src, rows, cols, stream_);
-    launched("fake_quant_int6");
+    guarded("fake_quant_int6", [&] { kernels::fake_quant_int6(dst, src, rows, cols, stream_); });
   }
 
  private:
-  // A launch's configuration errors surface at once; faults inside a kernel at the next
-  // synchronising call (a copy to the host), where check_cuda names that call instead.
-  static void launched(const char* op) {
+  // Runs one op's launches. A shape beyond a kernel's limits (std::invalid_argument) is a
+  // config error; a cuBLASLt failure and a launch error the runtime reports at once are
+  // device errors; faults inside a kernel surface at the next synchronising call (a copy to
+  // the host), where check_cuda names that call instead. The emulator's own findings (a race,
+  // an out-of-bounds write: emu::Error) pass through as the internal errors they are.
+  template <class Launches>
+  static void guarded(const char* op, Launches&& launches) {
+    try {
+      launches();
+    } catch (const std::invalid_argument& e) {
+      fail(ErrorKind::config, "CUDA backend: ", op, ": ", e.what(), " (the CPU backend has no such limit: backend cpu)");
+    } catch (const kernels::CublasError& e) {
+      fail(ErrorKind::device, "CUDA backend: ", op, ": ", e.what());
+    }
     const cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) fail(ErrorKind::device, "CUDA backend: ", op, ": kernel launch failed: ", cudaGetErrorString(e));
   }
