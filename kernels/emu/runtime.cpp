@@ -499,6 +499,10 @@ void warp_custom(const char* what, void* lane_data, WarpCompute compute, Locatio
   if (b.n - warp * 32 < 32) fail_here(std::string(what) + " at " + site(where) + " needs a full warp of 32 threads");
   WarpState& w = b.warps[static_cast<std::size_t>(warp)];
   if (!w.pending) {
+    for (int l = 0; l < 32; ++l)
+      if (b.threads[static_cast<std::size_t>(warp * 32 + l)]->state == State::exited)
+        fail_here(std::string(what) + " at " + site(where) + " needs all 32 lanes, but lane " + std::to_string(l) +
+                  " has exited");
     w.pending = true;
     w.op = WarpOp::sync;
     w.custom = compute;

@@ -72,7 +72,22 @@ __global__ void cp_async_kernel(const float4* in, float4* out, int waits) {
   out[n + t] = staged[n + t];
 }
 
+// A lane that leaves before the whole-warp mma.sync: the warp can never complete it.
+__global__ void mma_after_early_exit_kernel(float* D, int exit_lane) {
+  const int lane = static_cast<int>(threadIdx.x);
+  if (lane == exit_lane) return;
+  const unsigned a[4] = {0, 0, 0, 0}, b[2] = {0, 0};
+  const float c[4] = {0, 0, 0, 0};
+  float d[4];
+  pg_mma_m16n8k16_bf16(d, a, b, c);
+  D[lane] = d[0];
+}
+
 }  // namespace
+
+void launch_mma_after_early_exit(float* D, int exit_lane) {
+  PG_LAUNCH(mma_after_early_exit_kernel, dim3(1), dim3(32), 0, nullptr, D, exit_lane);
+}
 
 void launch_mma(const std::uint16_t* A, const std::uint16_t* B, const float* C, float* D, bool through_ldmatrix) {
   auto kernel = through_ldmatrix ? mma_ldmatrix_kernel : mma_direct_kernel;

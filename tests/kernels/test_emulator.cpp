@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <random>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,10 @@
 #include "kernels/tensor_core_kernels.cuh"
 
 namespace pgolf::emu {
+
+// gtest (and ctest's test names) print a schedule by its name, not its bytes.
+void PrintTo(Schedule s, std::ostream* os) { *os << schedule_name(s); }
+
 namespace {
 
 class Emulator : public ::testing::TestWithParam<Schedule> {
@@ -166,6 +171,21 @@ TEST_P(Emulator, ADeadlockNamesWhereEachThreadWaits) {
   EXPECT_NE(e.find("deadlock"), std::string::npos) << e;
   EXPECT_NE(e.find("waits at __syncthreads"), std::string::npos) << e;
   EXPECT_NE(e.find("waits at a warp collective"), std::string::npos) << e;
+}
+
+// Whole-warp operations (mma.sync, ldmatrix) need all 32 lanes: one that has left, before or
+// after the others arrive, is named, not reported as a bare deadlock.
+TEST_P(Emulator, AWholeWarpOperationMissingAnExitedLaneIsCaught) {
+  std::vector<float> out(32);
+  for (int exit_lane : {0, 31}) {
+    const std::string e = error_of([&] { launch_mma_after_early_exit(out.data(), exit_lane); });
+    // Which message depends on the schedule: did the lane leave before the first arrival?
+    const std::string n = std::to_string(exit_lane);
+    EXPECT_TRUE(e.find("but lane " + n + " has exited") != std::string::npos ||
+                e.find("thread (" + n + ",0,0) exited without joining") != std::string::npos)
+        << e;
+    EXPECT_EQ(e.find("deadlock"), std::string::npos) << e;
+  }
 }
 
 // Planted bug 3 in the normal build: device memory from the cudaMalloc double has guard
