@@ -447,6 +447,15 @@ void complete(Block& b, WarpState& w, int warp) {
   w.arrived = 0;
 }
 
+// The first lane of `mask` (among the warp's first `lanes` lanes) that has exited, or -1.
+// A collective checks it when its first lane arrives: a lane that exits later, while the
+// collective waits for it, is reported by the scheduler (run_block).
+int exited_lane(const Block& b, int warp, unsigned mask, int lanes) {
+  for (int l = 0; l < lanes; ++l)
+    if ((mask >> l & 1u) && b.threads[static_cast<std::size_t>(warp * 32 + l)]->state == State::exited) return l;
+  return -1;
+}
+
 }  // namespace
 
 std::uint64_t warp_collective(WarpOp op, unsigned mask, std::uint64_t value, int arg, int width, Location where) {
@@ -464,11 +473,8 @@ std::uint64_t warp_collective(WarpOp op, unsigned mask, std::uint64_t value, int
   if (lanes_in_warp < 32 && (mask >> lanes_in_warp) != 0)
     fail_here("the mask at " + site(where) + " names lanes beyond the block's last thread");
   if (!w.pending) {
-    // Named lanes that have already exited can never arrive; one that exits later, while the
-    // collective waits for it, is reported by the scheduler (run_block).
-    for (int l = 0; l < lanes_in_warp; ++l)
-      if ((mask >> l & 1u) && b.threads[static_cast<std::size_t>(warp * 32 + l)]->state == State::exited)
-        fail_here("the mask at " + site(where) + " names lane " + std::to_string(l) + ", which has exited");
+    if (const int l = exited_lane(b, warp, mask, lanes_in_warp); l >= 0)
+      fail_here("the mask at " + site(where) + " names lane " + std::to_string(l) + ", which has exited");
     w.pending = true;
     w.op = op;
     w.mask = mask;
@@ -499,10 +505,9 @@ void warp_custom(const char* what, void* lane_data, WarpCompute compute, Locatio
   if (b.n - warp * 32 < 32) fail_here(std::string(what) + " at " + site(where) + " needs a full warp of 32 threads");
   WarpState& w = b.warps[static_cast<std::size_t>(warp)];
   if (!w.pending) {
-    for (int l = 0; l < 32; ++l)
-      if (b.threads[static_cast<std::size_t>(warp * 32 + l)]->state == State::exited)
-        fail_here(std::string(what) + " at " + site(where) + " needs all 32 lanes, but lane " + std::to_string(l) +
-                  " has exited");
+    if (const int l = exited_lane(b, warp, 0xffffffffu, 32); l >= 0)
+      fail_here(std::string(what) + " at " + site(where) + " needs all 32 lanes, but lane " + std::to_string(l) +
+                " has exited");
     w.pending = true;
     w.op = WarpOp::sync;
     w.custom = compute;

@@ -9,14 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "backend/cpu/cpu_ops.hpp"
 #include "backend/cuda/cuda_backend.hpp"
 #include "common/json.hpp"
-#include "config/config_loader.hpp"
-#include "data/bpb.hpp"
-#include "eval/evaluator.hpp"
-#include "model/model.hpp"
-#include "model/params.hpp"
+#include "eval/eval_fixture.hpp"
 #include "support/test_support.hpp"
 
 namespace pgolf::test {
@@ -88,30 +83,13 @@ TEST(EmulatedRun, VersionAndBackendLinesNameTheEmulator) {
 // (add_group_rows, sum_group_rows, scale_rows) and the TTT optimizer, on the model the eval
 // goldens use.
 TEST(EmulatedEval, TttAndCausalSlotMatchTheCpu) {
-  const fs::path golden = source_dir() / "tests/reference/golden";
-  const config::Config c =
-      config::load_config(golden / "eval_ttt_slot.json",
-                          {"data.val_max_tokens=401", "eval.ttt.enabled=true", "eval.ttt.chunk_tokens=192",
-                           "eval.ttt.epochs=1", "eval.slot.variant=causal", "eval.slot.steps=2"})
-          .config;
-  const eval::ValStream stream = eval::load_val_stream(c);
-  const data::ByteTables tables = data::load_byte_tables(c.data.tokenizer, c.model.vocab_size);
-  model::ParamTable table(c.model);
-  const std::vector<float> weights = model::load_checkpoint(golden / "interchange_twin_v1.safetensors", table);
-  eval::EvalOptions o = eval::eval_options(c);
-  o.keep_nll = true;
-  o.progress = false;
-  auto evaluate = [&](backend::Ops<float>& ops) {
-    model::Model<float> net(c.model, ops, eval::eval_model_batch(o), static_cast<int>(c.model.seq_len),
-                            eval::eval_model_mode(o));
-    net.set_params(weights);
-    net.set_recurrence_active(true);
-    return eval::evaluate(net, stream, tables, o);
-  };
-  backend::CpuOps<float> cpu_ops;
-  const eval::EvalResult cpu = evaluate(cpu_ops);
+  const EvalFixture f = EvalFixture::golden({"data.val_max_tokens=401", "eval.ttt.enabled=true",
+                                             "eval.ttt.chunk_tokens=192", "eval.ttt.epochs=1",
+                                             "eval.slot.variant=causal", "eval.slot.steps=2"});
+  const eval::EvalOptions o = f.options();
+  const eval::EvalResult cpu = f.run(o);
   const auto cuda_ops = backend::make_cuda_ops();
-  const eval::EvalResult cuda = evaluate(*cuda_ops);
+  const eval::EvalResult cuda = f.run(o, cuda_ops.get());
   EXPECT_EQ(cuda.mode, "sliding+ttt+slot:causal");
   EXPECT_EQ(cuda.scored, 400);
   EXPECT_EQ(cuda.chunks, cpu.chunks);

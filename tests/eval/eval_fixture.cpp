@@ -61,10 +61,10 @@ eval::EvalOptions EvalFixture::options() const {
   return o;
 }
 
-eval::EvalResult EvalFixture::run(const eval::EvalOptions& o) const {
-  backend::CpuOps<float> ops;
-  model::Model<float> net(config.model, ops, eval::eval_model_batch(o), static_cast<int>(config.model.seq_len),
-                          eval::eval_model_mode(o));
+eval::EvalResult EvalFixture::run(const eval::EvalOptions& o, backend::Ops<float>* ops) const {
+  backend::CpuOps<float> cpu;
+  model::Model<float> net(config.model, ops != nullptr ? *ops : cpu, eval::eval_model_batch(o),
+                          static_cast<int>(config.model.seq_len), eval::eval_model_mode(o));
   net.set_params(weights);
   net.set_recurrence_active(!config.model.recurrence.virtual_layers.empty());
   return eval::evaluate(net, stream, tables, o);

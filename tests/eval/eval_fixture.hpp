@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/ops.hpp"
 #include "config/config.hpp"
 #include "data/bpb.hpp"
 #include "eval/audit.hpp"
@@ -27,8 +28,9 @@ struct EvalFixture {
 
   // The config's eval options with the NLLs kept and no progress output.
   eval::EvalOptions options() const;
-  // Builds a model sized for `o`, loads the weights and evaluates.
-  eval::EvalResult run(const eval::EvalOptions& o) const;
+  // Builds a model sized for `o` on `ops` (null: the CPU reference), loads the weights and
+  // evaluates.
+  eval::EvalResult run(const eval::EvalOptions& o, backend::Ops<float>* ops = nullptr) const;
   eval::AuditReport audit(const eval::EvalOptions& o, const std::vector<eval::AuditPosition>& positions) const;
   eval::AuditReport audit(const eval::EvalOptions& o) const;  // the default positions
 };
