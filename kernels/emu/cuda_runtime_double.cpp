@@ -253,6 +253,15 @@ cudaError_t cudaMemsetAsync(void* ptr, int value, std::size_t bytes, cudaStream_
   return cudaMemset(ptr, value, bytes);
 }
 
+cudaError_t cudaMemGetInfo(std::size_t* free, std::size_t* total) {
+  if (free == nullptr || total == nullptr) return record(cudaErrorInvalidValue);
+  std::size_t used = 0;
+  for (const auto& [user, al] : state().live) used += al.bytes;
+  *total = pgolf::emu::kEmulatedDeviceBytes;
+  *free = used < *total ? *total - used : 0;
+  return cudaSuccess;
+}
+
 cudaError_t cudaGetDeviceCount(int* count) {
   if (count == nullptr) return record(cudaErrorInvalidValue);
   *count = 1;

@@ -7,7 +7,7 @@
 // The declarations are the real ones: the double defines functions of <cuda_runtime_api.h>,
 // so any difference of signature is a compile error rather than a silent mismatch. The
 // functions defined (kernels/emu/cuda_runtime_double.cpp): cudaMalloc, cudaFree,
-// cudaMemcpy[Async], cudaMemset[Async], cudaGetDeviceCount, cudaSetDevice, cudaGetDevice,
+// cudaMemcpy[Async], cudaMemset[Async], cudaMemGetInfo, cudaGetDeviceCount, cudaSetDevice, cudaGetDevice,
 // cudaDeviceSynchronize, cudaStreamCreate/Destroy/Synchronize, cudaEventCreate/Destroy/
 // Record/Synchronize/ElapsedTime, cudaGetLastError, cudaPeekAtLastError, cudaGetErrorString.
 // Calling any other runtime function fails to link in the emulated build.
@@ -23,6 +23,10 @@ namespace pgolf::emu {
 void check_device_memory(const char* after);
 // Live allocations and their bytes (tests use it to find leaks).
 std::size_t live_allocations();
+// The memory cudaMemGetInfo reports: an H100's 80 GiB, less the live allocations, so memory
+// plans are checked against the device the emulator stands for (its allocations are host
+// memory, which may run out first: cudaMalloc then fails with cudaErrorMemoryAllocation).
+inline constexpr std::size_t kEmulatedDeviceBytes = std::size_t{80} << 30;
 
 // Opens every device allocation to the emulator's own device-side work for its scope
 // (nested scopes are fine): kernel launches, copies, the cuBLASLt and NCCL doubles.

@@ -21,6 +21,8 @@
 #include <cstdint>
 #include <string>
 
+#include "backend/memory.hpp"
+
 namespace pgolf::backend {
 
 // Device memory and transfers, independent of the element type.
@@ -35,6 +37,8 @@ class Device {
   virtual void copy(void* dst, const void* src, std::size_t bytes) = 0;  // device to device
   virtual void zero(void* p, std::size_t bytes) = 0;
   virtual void synchronize() = 0;
+  // What new allocations can use now (backend/memory.hpp), for the memory plan of a command.
+  virtual MemoryInfo memory_info() = 0;
 };
 
 template <class T>

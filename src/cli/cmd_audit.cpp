@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "cli/cli_checks.hpp"
 #include "cli/commands.hpp"
 #include "cli/model_args.hpp"
 #include "common/error.hpp"
@@ -25,11 +26,13 @@ struct AuditOptions {
   std::string artifact;
   std::vector<std::int64_t> positions;
   std::string results;
+  bool allow_config_mismatch = false;
 };
 
 void run_audit(const AuditOptions& o) {
   auto loaded = load_config_args(o.cfg);
   const config::Config& c = loaded.config;
+  if (!o.results.empty()) check_output_file("--results", o.results);
   const std::unique_ptr<backend::Ops<float>> backend_ops = make_backend(c);
   backend::Ops<float>& ops = *backend_ops;
   const data::ByteTables tables = data::load_byte_tables(c.data.tokenizer, c.model.vocab_size);
@@ -45,7 +48,7 @@ void run_audit(const AuditOptions& o) {
     std::fprintf(stderr, "audit: no --checkpoint or --artifact: using the config's initialisation (seed %lld)\n",
                  static_cast<long long>(c.seed));
   } else {
-    weights = load_eval_weights(c, o.checkpoint, o.artifact);
+    weights = load_eval_weights(c, o.checkpoint, o.artifact, o.allow_config_mismatch);
     weights_name = o.artifact.empty() ? o.checkpoint : o.artifact;
   }
   eval::EvalOptions opts = eval::eval_options(c);
@@ -63,6 +66,9 @@ void run_audit(const AuditOptions& o) {
     }
   }
 
+  check_model_memory(ops, c.model, eval::eval_model_batch(opts), T, eval::eval_model_mode(opts),
+                     {{"TTT/SLOT buffers", eval::eval_extra_bytes(c.model, opts)}},
+                     "eval.batch_windows, eval.ttt.batch_seqs or the model size (model.*)");
   model::Model<float> net(c.model, ops, eval::eval_model_batch(opts), T, eval::eval_model_mode(opts));
   net.set_recurrence_active(!c.model.recurrence.virtual_layers.empty());
   std::fprintf(stderr, "audit %s on %s val targets, weights: %s; %zu positions, %zu + 1 evaluations\n",
@@ -130,7 +136,7 @@ void register_audit(CLI::App& app) {
       ->check(CLI::ExistingFile);
   cmd->add_option("--set", o->cfg.sets, "Override a config value: PATH=VALUE (repeatable)")->allow_extra_args(false);
   cmd->add_option("--threads", o->cfg.threads, "CPU threads (default: the config's threads; 0 = all cores)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(whole_number(0));
   auto* ckpt = cmd->add_option("--checkpoint", o->checkpoint, "Weights (.safetensors; default: the config's initialisation)")
                    ->check(CLI::ExistingFile);
   auto* art = cmd->add_option("--artifact", o->artifact, "A packed artifact (its dequantised weights)")
@@ -140,6 +146,7 @@ void register_audit(CLI::App& app) {
                   "Token indices q to perturb, comma separated (default: stream start/middle/end, window and chunk edges)")
       ->delimiter(',');
   cmd->add_option("--results", o->results, "Write the audit table as JSON");
+  add_allow_config_mismatch(cmd, o->allow_config_mismatch);
   cmd->footer(
       "For each position q the token there is changed and the whole eval re-run from the same weights; every NLL of "
       "a target before q must be bit-identical and every target scored exactly once (docs/eval.md). Exits 10 on any "

@@ -4,12 +4,14 @@
 #include <cstdio>
 #include <memory>
 
+#include "cli/cli_checks.hpp"
 #include "cli/commands.hpp"
 #include "cli/model_args.hpp"
 #include "common/error.hpp"
 #include "common/json.hpp"
 #include "common/strings.hpp"
 #include "common/version.hpp"
+#include "data/manifest.hpp"
 #include "export/code_bundle.hpp"
 #include "export/pack.hpp"
 #include "model/params.hpp"
@@ -25,15 +27,19 @@ struct PackOptions {
   std::string out;
   std::string source_dir;
   std::string results;
+  bool allow_config_mismatch = false;
 };
 
 void run_pack(const PackOptions& o) {
   auto loaded = load_config_args(o.cfg);
   const config::Config& c = loaded.config;
+  check_output_file("--out", o.out);
+  if (!o.results.empty()) check_output_file("--results", o.results);
   const std::unique_ptr<backend::Ops<float>> backend_ops = make_backend(c);
   backend::Ops<float>& ops = *backend_ops;
   model::ParamTable table(c.model);
-  const std::vector<float> weights = model::load_checkpoint(o.checkpoint, table);
+  const std::vector<float> weights =
+      model::load_checkpoint(o.checkpoint, table, {&c.model, o.allow_config_mismatch, stderr});
 
   std::unique_ptr<train::TrainLoader> loader;
   exporter::ExportRequest req;
@@ -43,7 +49,10 @@ void run_pack(const PackOptions& o) {
   // Calibration from the train stream starts at its beginning (pgolf run continues where
   // training stopped instead).
   req.train_tokens = [&](std::int64_t n) {
-    if (!loader) loader = std::make_unique<train::TrainLoader>(c.data.train_files, c.model.vocab_size);
+    if (!loader) {
+      data::check_shard_tokenizer(c.data.train_files, c.data.tokenizer, "data.train_files");
+      loader = std::make_unique<train::TrainLoader>(c.data.train_files, c.model.vocab_size);
+    }
     std::vector<std::uint16_t> out;
     loader->take(n, out);
     return out;
@@ -61,7 +70,13 @@ void run_pack(const PackOptions& o) {
                 {"artifact", o.out},
                 {"export", r.to_json(c.export_.budget_bytes)},
                 {"config", config::to_json(c)}};
-    write_file_atomic(o.results, dump_json(out, 2) + "\n");
+    try {
+      write_file_atomic(o.results, dump_json(out, 2) + "\n");
+    } catch (...) {  // a failed pack leaves no artifact behind
+      std::error_code ec;
+      fs::remove(o.out, ec);
+      throw;
+    }
   }
 }
 
@@ -80,6 +95,7 @@ void register_export_commands(CLI::App& app) {
                    "pgolf source tree whose evaluator sources are counted (default: the tree this binary was built from)")
       ->check(CLI::ExistingDirectory);
   pack->add_option("--results", o->results, "Also write the export report as JSON");
+  add_allow_config_mismatch(pack, o->allow_config_mismatch);
   pack->footer(
       "The export section of the config chooses everything: export.int6_method (gptq_lite | gptq, with "
       "export.gptq.calibration = train | generated), export.compressor (lzma | brotli), export.byte_shuffle_stride, "

@@ -7,8 +7,10 @@
 #include <memory>
 #include <optional>
 
+#include "cli/cli_checks.hpp"
 #include "cli/commands.hpp"
 #include "common/error.hpp"
+#include "common/finite.hpp"
 #include "common/json.hpp"
 #include "common/strings.hpp"
 #include "config/config_loader.hpp"
@@ -214,6 +216,14 @@ void inspect_checkpoint(const CheckpointOptions& o) {
   row("format", cat("safetensors, ", count(static_cast<std::int64_t>(st.header_bytes())), "-byte header"));
   row("tensors", cat(st.tensors().size(), ", ", count(params), " elements, ", human_bytes(static_cast<std::uint64_t>(stored))));
   for (const auto& [k, v] : st.metadata()) row(("meta " + k).c_str(), v);
+  // The loaders refuse NaN/Inf weights; inspecting is where a damaged checkpoint is diagnosed.
+  std::vector<std::string> non_finite;
+  for (const auto& t : st.tensors())
+    if (io::is_floating(t.dtype))
+      if (const auto bad = find_non_finite(st.to_float32(t))) non_finite.push_back(cat("\"", t.name, "\" ", describe(*bad)));
+  row("finite", non_finite.empty() ? std::string("every floating-point value")
+                                   : cat("NO: ", non_finite.size(), " tensor(s) hold NaN/Inf (pgolf eval, pack and resume "
+                                         "refuse this file); the first: ", non_finite.front()));
   std::printf("\n  %-44s %-5s %-18s %12s", "name", "dtype", "shape", "elements");
   if (o.stats) std::printf(" %12s %12s %12s %12s", "min", "max", "mean", "rms");
   std::printf("\n");
@@ -289,11 +299,14 @@ void inspect_artifact(const ArtifactOptions& o) {
     for (const auto& f : members) std::printf("    %-60s %10s\n", f.path.c_str(), count(static_cast<std::int64_t>(f.contents.size())).c_str());
   if (!o.extract_code.empty()) {
     const fs::path dir(o.extract_code);
-    if (fs::exists(dir) && !fs::is_empty(dir) && !o.force)
+    if (fs::is_directory(dir) && !fs::is_empty(dir) && !o.force)
       fail(ErrorKind::usage, "--extract-code ", dir.string(), ": the directory is not empty (pass --force to write into it)");
+    check_output_dir("--extract-code", dir);
     for (const auto& f : members) {
       const fs::path target = dir / f.path;
-      fs::create_directories(target.parent_path());
+      std::error_code ec;
+      fs::create_directories(target.parent_path(), ec);
+      if (ec) fail(ErrorKind::io, "--extract-code ", target.parent_path().string(), ": cannot create directory: ", ec.message());
       write_file_atomic(target, std::string_view(f.contents));
     }
     std::printf("  extracted %zu files into %s (build them with cmake -S %s -B build)\n", members.size(),
@@ -313,10 +326,10 @@ void register_inspect(CLI::App& app) {
   CLI::Option* shard_tok =
       shard->add_option("-t,--tokenizer", so->tokenizer, "Tokenizer: checks ids, counts bytes (SPEC 2.3), decodes")
           ->check(CLI::ExistingFile);
-  shard->add_option("--vocab", so->vocab, "Check that every token id is below this vocab size")->check(CLI::PositiveNumber);
-  shard->add_option("--head", so->head, "Token ids to show from the start")->capture_default_str()->check(CLI::NonNegativeNumber);
+  shard->add_option("--vocab", so->vocab, "Check that every token id is below this vocab size")->check(whole_number(1));
+  shard->add_option("--head", so->head, "Token ids to show from the start")->capture_default_str()->check(whole_number(0));
   shard->add_option("--preview", so->preview_chars, "Show this many bytes of the decoded text (needs --tokenizer)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(whole_number(0))
       ->needs(shard_tok);
   shard->callback([so] { inspect_shards(*so); });
 
@@ -325,7 +338,7 @@ void register_inspect(CLI::App& app) {
       "tokenizer", "Show a SentencePiece model's settings, special ids, byte-fallback range and byte tables (SPEC 2.2-2.3)");
   tokenizer->add_option("model", to->model, "SentencePiece .model file")->required()->check(CLI::ExistingFile);
   tokenizer->add_option("--vocab", to->vocab, "Size the byte tables for this model vocab (default: the tokenizer's)")
-      ->check(CLI::PositiveNumber);
+      ->check(whole_number(1));
   tokenizer->add_flag("--tables", to->tables, "Print the per-id byte tables as CSV instead of the summary");
   tokenizer->callback([to] { inspect_tokenizer(*to); });
 

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "backend/cpu/cpu_ops.hpp"
+#include "cli/cli_checks.hpp"
 #include "cli/commands.hpp"
 #include "cli/model_args.hpp"
 #include "common/error.hpp"
@@ -37,8 +38,18 @@ void run_init(const InitOptions& o) {
   auto loaded = load_config_args(o.cfg);
   const config::Config& c = loaded.config;
   const auto seed = static_cast<std::uint64_t>(o.seed >= 0 ? o.seed : c.seed);
+  check_output_file("--out", o.out);
   model::ParamTable table(c.model);
-  table.print(stderr);
+  {
+    // The values, the safetensors writer's copy and the serialised file, all in host memory.
+    backend::MemoryPlan plan;
+    plan.add("parameters", table.total() * sizeof(float));
+    plan.add("writer copy and file image", 2 * table.total() * sizeof(float));
+    std::fprintf(stderr, "%s\n",
+                 backend::check_memory_plan(plan, backend::host_memory_info(), "host", "the model size (model.*)").c_str());
+  }
+  std::fprintf(stderr, "parameters: %s\n", table.summary().c_str());
+  if (o.cfg.verbose) table.print(stderr, true);
   std::vector<float> values;
   model::init_params(table, seed, values);
   json model_cfg = config::to_json(c)["model"];
@@ -63,12 +74,15 @@ struct EvalCommand {
   int batch_windows = 0;
   std::string nll_out;
   std::string results;
+  bool allow_config_mismatch = false;
 };
 
 void run_eval(const EvalCommand& o) {
   if (o.checkpoint.empty() && o.artifact.empty()) fail(ErrorKind::usage, "eval: give --checkpoint or --artifact");
   auto loaded = load_config_args(o.cfg);
   const config::Config& c = loaded.config;
+  if (!o.nll_out.empty()) check_output_file("--nll-out", o.nll_out);
+  if (!o.results.empty()) check_output_file("--results", o.results);
   const std::unique_ptr<backend::Ops<float>> backend_ops = make_backend(c);
   backend::Ops<float>& ops = *backend_ops;
   const data::ByteTables tables = data::load_byte_tables(c.data.tokenizer, c.model.vocab_size);
@@ -77,15 +91,19 @@ void run_eval(const EvalCommand& o) {
                stream.origin.c_str(), with_commas(static_cast<std::uint64_t>(stream.read_tokens)).c_str(),
                c.data.trim_val ? ", trimmed to a multiple of seq_len + 1" : "");
 
-  const std::vector<float> params = load_eval_weights(c, o.checkpoint, o.artifact);
+  const std::vector<float> params = load_eval_weights(c, o.checkpoint, o.artifact, o.allow_config_mismatch);
   eval::EvalOptions opts = eval_options_for(c, o.mode, o.stride, o.batch_windows);
   opts.nll_out = o.nll_out;
   const std::int64_t windows = stream.targets() / opts.stride + 1;  // an upper bound on the plan's windows
   opts.batch_windows = static_cast<int>(std::min<std::int64_t>(opts.batch_windows, windows));
 
+  check_model_memory(ops, c.model, eval::eval_model_batch(opts), static_cast<int>(c.model.seq_len),
+                     eval::eval_model_mode(opts), {{"TTT/SLOT buffers", eval::eval_extra_bytes(c.model, opts)}},
+                     opts.ttt.enabled ? "eval.batch_windows (--batch-windows), eval.ttt.batch_seqs or the model size (model.*)"
+                                      : "eval.batch_windows (--batch-windows) or the model size (model.*)");
   model::Model<float> net(c.model, ops, eval::eval_model_batch(opts), static_cast<int>(c.model.seq_len),
                           eval::eval_model_mode(opts));
-  net.print_layout(stderr, false);
+  print_model_layout(net, o.cfg.verbose);
   net.set_params(params);
   // Depth recurrence is part of the trained model once it has switched on.
   net.set_recurrence_active(!c.model.recurrence.virtual_layers.empty());
@@ -117,6 +135,10 @@ void run_bench(const BenchOptions& o) {
   const int T = static_cast<int>(c.model.seq_len);
   const std::int64_t accum = c.train.grad_accum_steps > 0 ? c.train.grad_accum_steps : 8;
   const int batch = o.batch > 0 ? o.batch : static_cast<int>(std::max<std::int64_t>(1, c.train.batch_tokens / T / accum));
+  check_model_memory(ops, c.model, batch, T, model::ModelMode::training,
+                     {{"optimizer state", optim::Optimizer<float>::planned_bytes(model::ParamTable(c.model))},
+                      {"EMA copy", model::ParamTable(c.model).total() * sizeof(float)}},
+                     "--batch (default: train.batch_tokens / seq_len / accumulation steps) or the model size (model.*)");
   model::Model<float> net(c.model, ops, batch, T);
   std::vector<float> params;
   model::init_params(net.table(), static_cast<std::uint64_t>(c.seed), params);
@@ -125,7 +147,7 @@ void run_bench(const BenchOptions& o) {
   std::vector<std::int32_t> ids(static_cast<std::size_t>(batch) * T), targets(ids.size());
   for (auto* v : {&ids, &targets})
     for (auto& x : *v) x = static_cast<std::int32_t>(rng.next_u64() % static_cast<std::uint64_t>(c.model.vocab_size));
-  net.print_layout(stderr, false);
+  print_model_layout(net, o.cfg.verbose);
   using clock = std::chrono::steady_clock;
   auto time_steps = [&](bool with_backward) {
     for (int i = 0; i < o.warmup; ++i) {
@@ -182,7 +204,7 @@ void register_model_commands(CLI::App& app) {
   auto io = std::make_shared<InitOptions>();
   CLI::App* init = app.add_subcommand("init", "Write freshly initialised weights (SPEC 3.1 names) as safetensors");
   add_config_options(init, io->cfg, false);
-  init->add_option("--seed", io->seed, "Initialisation seed (default: the config's seed)")->check(CLI::NonNegativeNumber);
+  init->add_option("--seed", io->seed, "Initialisation seed (default: the config's seed)")->check(whole_number(0, INT64_MAX));
   init->add_option("-o,--out", io->out, "Output .safetensors")->required();
   init->callback([io] { run_init(*io); });
 
@@ -197,12 +219,13 @@ void register_model_commands(CLI::App& app) {
   ckpt->excludes(art);
   ev->add_option("--mode", eo->mode, "nonoverlap or sliding (default: sliding when eval.sliding)")
       ->check(CLI::IsMember({"nonoverlap", "sliding"}));
-  ev->add_option("--stride", eo->stride, "Sliding-window stride (default: eval.stride)")->check(CLI::PositiveNumber);
+  ev->add_option("--stride", eo->stride, "Sliding-window stride (default: eval.stride)")->check(whole_number(1));
   ev->add_option("--batch-windows", eo->batch_windows, "Windows per forward (default: eval.batch_windows)")
-      ->check(CLI::PositiveNumber);
+      ->check(whole_number(1));
   ev->add_option("--nll-out", eo->nll_out,
                  "Write the NLL of every target as little-endian float64, index = target position, NaN if unscored");
   ev->add_option("--results", eo->results, "Write the results (and the resolved config) as JSON");
+  add_allow_config_mismatch(ev, eo->allow_config_mismatch);
   ev->footer(
       "The mode comes from the config's eval section: sliding or non-overlapping windows, score-first TTT "
       "(eval.ttt.enabled) and SLOT (eval.slot.variant = none, standard, causal_shared or causal); e.g. --set "
@@ -214,9 +237,9 @@ void register_model_commands(CLI::App& app) {
   CLI::App* bench = app.add_subcommand("bench", "Measure forward and forward+backward tokens/s of the model");
   add_config_options(bench, bo->cfg, false);
   bench->add_option("--batch", bo->batch, "Sequences per step (default: one micro-batch of the config)")
-      ->check(CLI::PositiveNumber);
-  bench->add_option("--steps", bo->steps, "Timed steps")->capture_default_str()->check(CLI::PositiveNumber);
-  bench->add_option("--warmup", bo->warmup, "Untimed steps first")->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->check(whole_number(1));
+  bench->add_option("--steps", bo->steps, "Timed steps")->capture_default_str()->check(whole_number(1));
+  bench->add_option("--warmup", bo->warmup, "Untimed steps first")->capture_default_str()->check(whole_number(0));
   bench->callback([bo] { run_bench(*bo); });
 }
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "cli/cli_checks.hpp"
 #include "cli/commands.hpp"
 #include "common/error.hpp"
 #include "data/prepare.hpp"
@@ -29,30 +30,30 @@ void register_prepare(CLI::App& app) {
       cmd->add_option("-t,--tokenizer", opts->tokenizer, "SentencePiece .model to encode with")->check(CLI::ExistingFile);
   CLI::Option* train = cmd->add_option("--train-tokenizer", opts->training.vocab_size,
                                        "Train a BPE tokenizer of this vocab size on the input first (challenge settings, SPEC 2.2)")
-                           ->check(CLI::Range(261, 65536))
+                           ->check(whole_number(261, 65536))
                            ->excludes(tokenizer);
   cmd->add_option("--tokenizer-out", *train_out, "Where the trained .model goes (default OUT/tokenizer_VOCAB.model)")
       ->needs(train);
   cmd->add_option("--tokenizer-train-docs", opts->training.max_docs,
                   "Train the tokenizer on at most this many documents (0 = all)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(whole_number(0, INT64_MAX))
       ->needs(train);
   cmd->add_option("--val-docs", opts->val_docs, "Documents in the val split (the challenge uses 50000)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(whole_number(0, INT64_MAX));
   cmd->add_option("--shard-tokens", opts->shard_tokens, "Maximum tokens per shard")
       ->capture_default_str()
-      ->check(CLI::Range(std::int64_t{1}, std::int64_t{INT32_MAX}));
+      ->check(whole_number(1));
   cmd->add_option("--max-docs", opts->max_docs, "Stop after this many documents (0 = all)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(whole_number(0, INT64_MAX));
   cmd->add_option("--format", *format, "Input format")->capture_default_str()->check(CLI::IsMember({"auto", "jsonl", "txt"}));
   cmd->add_option("--txt-docs", *txt_docs,
                   "How .txt splits into documents: each non-empty line, blank-line-separated paragraphs, or the whole file")
       ->capture_default_str()
       ->check(CLI::IsMember({"line", "paragraph", "file"}));
   cmd->add_option("--prefix", opts->prefix, "Shard file name prefix")->capture_default_str();
-  cmd->add_option("--threads", opts->threads, "Encoding threads (0 = all cores)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--threads", opts->threads, "Encoding threads (0 = all cores)")->capture_default_str()->check(whole_number(0));
   cmd->add_flag("--force", opts->force, "Replace shards with the same prefix already in the output directory");
 
   cmd->callback([opts, format, txt_docs, train_out] {

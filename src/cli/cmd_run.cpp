@@ -3,9 +3,11 @@
 // is given).
 #include <CLI/CLI.hpp>
 
+#include <cmath>
 #include <cstdio>
 #include <memory>
 
+#include "cli/cli_checks.hpp"
 #include "cli/commands.hpp"
 #include "cli/model_args.hpp"
 #include "common/error.hpp"
@@ -17,6 +19,7 @@
 #include "export/code_bundle.hpp"
 #include "export/pack.hpp"
 #include "model/params.hpp"
+#include "train/checkpoints.hpp"
 #include "train/report.hpp"
 #include "train/trainer.hpp"
 
@@ -28,6 +31,7 @@ struct RunOptions {
   ConfigArgs cfg;
   std::string out;
   bool resume = false;
+  std::string resume_from;
   bool force = false;
   std::int64_t seed = -1;
   std::string source_dir;
@@ -50,69 +54,93 @@ json step_records(const std::vector<train::StepRecord>& steps) {
   return out;
 }
 
+// Where `pgolf run` puts the run: --out, else OUTPUT_DIR/NAME of the config.
+fs::path run_dir(const RunOptions& o, const config::Config& c) {
+  return o.out.empty() ? fs::path(c.output_dir) / c.name : fs::path(o.out);
+}
+
+// The results.json fields a run has whatever way it ends.
+json base_results(const train::Trainer& trainer, train::StopReason reason, const config::Config& recorded) {
+  return {{"pgolf", {{"version", build_info().version}, {"git", build_info().git_hash}}},
+          {"status", train::stop_reason_name(reason)},
+          {"steps", trainer.steps_done()},
+          {"train_seconds", trainer.elapsed_s()},
+          {"tokens_seen", trainer.steps_done() * trainer.tokens_per_step()},
+          {"tokens_per_second", static_cast<double>(trainer.steps_done() * trainer.tokens_per_step()) /
+                                    std::max(trainer.elapsed_s(), 1e-9)},
+          {"train_losses", step_records(trainer.history())},
+          {"config", config::to_json(recorded)}};
+}
+
 void run_main(RunOptions o) {
+  const bool resuming = o.resume || !o.resume_from.empty();
   // `--resume --out DIR` without a config continues with the run's own resolved config.
-  if (o.cfg.config.empty() && o.resume && !o.out.empty() && fs::exists(fs::path(o.out) / "config.json"))
+  if (o.cfg.config.empty() && resuming && !o.out.empty() && fs::exists(fs::path(o.out) / "config.json"))
     o.cfg.config = (fs::path(o.out) / "config.json").string();
   if (o.cfg.config.empty()) o.cfg.config = default_config();
   auto loaded = load_config_args(o.cfg);
   const config::Config& c = loaded.config;
-  const std::unique_ptr<backend::Ops<float>> backend_ops = make_backend(c);
-  backend::Ops<float>& ops = *backend_ops;
-  const fs::path dir = o.out.empty() ? fs::path(c.output_dir) / c.name : fs::path(o.out);
+  const fs::path dir = run_dir(o, c);
   train::RunPaths paths{dir};
+  // Which checkpoint a resume continues from is settled first: a broken pointer or a cut file
+  // is found before anything is built.
+  const fs::path resume_from = resuming ? train::resume_checkpoint(paths.checkpoints(), o.resume_from) : fs::path();
   const fs::path latest = paths.checkpoints() / "latest";
-  if (o.resume && !fs::exists(latest))
-    fail(ErrorKind::usage, "--resume: ", dir.string(), " has no checkpoint to resume (", latest.string(), " is missing)");
-  if (!o.resume && fs::exists(latest)) {
+  if (!resuming && (fs::exists(latest) || !train::list_checkpoints(paths.checkpoints()).empty())) {
     if (!o.force)
-      fail(ErrorKind::usage, dir.string(), ": already holds a run (", trim(read_file(latest)),
+      fail(ErrorKind::usage, dir.string(), ": already holds a run (",
+           fs::exists(latest) ? std::string(trim(read_file(latest, 4096))) : std::string("checkpoints without latest"),
            "); pass --resume to continue it, --force to start over, or --out for another directory");
     std::error_code ec;
     fs::remove_all(paths.checkpoints(), ec);
     for (const char* f : {"train.log", "config.json", "results.json", "model.safetensors", "val_nll.f64", "loss_curve.svg",
-                          "artifact.pgolf", "val_nll_roundtrip.f64"})
+                          "artifact.pgolf", "val_nll_roundtrip.f64", "layout.txt"})
       fs::remove(dir / f, ec);
   }
+  check_output_dir(o.out.empty() ? "the run directory (output_dir/name)" : "--out", dir);
+  const std::unique_ptr<backend::Ops<float>> backend_ops = make_backend(c);
+  backend::Ops<float>& ops = *backend_ops;
   std::fprintf(stderr, "pgolf %s (git %s): run %s from %s into %s\n", std::string(build_info().version).c_str(),
                std::string(build_info().git_hash).c_str(), c.name.c_str(), o.cfg.config.c_str(), dir.string().c_str());
 
   dist::LocalCommunicator comm;
   train::Trainer trainer(c, comm, ops, paths);
-  trainer.model().print_layout(stderr, false);
-  if (o.resume) {
-    const fs::path ckpt = paths.checkpoints() / std::string(trim(read_file(latest)));
-    trainer.resume(ckpt);
-    std::fprintf(stderr, "resumed from %s after step %lld%s\n", ckpt.string().c_str(),
+  std::fprintf(stderr, "%s; %s\n", trainer.model().layout_summary().c_str(),
+               o.cfg.verbose ? "the tables:" : "the tables are in layout.txt (or use --verbose)");
+  if (o.cfg.verbose) trainer.model().print_layout(stderr, false);
+  write_file_atomic(dir / "layout.txt", cat(trainer.memory_line(), "\n", trainer.model().layout_text()));
+  if (resuming) {
+    trainer.resume(resume_from);
+    std::fprintf(stderr, "resumed from %s after step %lld%s\n", resume_from.string().c_str(),
                  static_cast<long long>(trainer.steps_done()), o.seed >= 0 ? " (--seed is ignored when resuming)" : "");
   } else {
     trainer.init_weights(static_cast<std::uint64_t>(o.seed >= 0 ? o.seed : c.seed));
   }
   config::Config recorded = c;
-  if (!o.resume && o.seed >= 0) recorded.seed = o.seed;  // the seed the weights came from
+  if (!resuming && o.seed >= 0) recorded.seed = o.seed;  // the seed the weights came from
   config::save_resolved_config(recorded, dir / "config.json");
   train::install_stop_signal_handlers();
   const train::StopReason reason = trainer.run(train::stop_signal_received);
   train::restore_default_signal_handlers();  // Ctrl-C during the final evaluation just stops
 
-  json results = {{"pgolf", {{"version", build_info().version}, {"git", build_info().git_hash}}},
-                  {"status", train::stop_reason_name(reason)},
-                  {"steps", trainer.steps_done()},
-                  {"train_seconds", trainer.elapsed_s()},
-                  {"tokens_seen", trainer.steps_done() * trainer.tokens_per_step()},
-                  {"tokens_per_second", static_cast<double>(trainer.steps_done() * trainer.tokens_per_step()) /
-                                            std::max(trainer.elapsed_s(), 1e-9)},
-                  {"train_losses", step_records(trainer.history())},
-                  {"config", config::to_json(recorded)}};
+  json results = base_results(trainer, reason, recorded);
   json vals = json::array();
   for (const auto& v : trainer.validations())
     vals.push_back({{"step", v.step}, {"val_loss", v.val_loss}, {"val_bpb", v.val_bpb}});
   results["validations"] = vals;
   train::write_loss_svg(dir / "loss_curve.svg", cat("pgolf ", c.name, ": training loss"), trainer.history(),
                         trainer.validations());
-  if (reason == train::StopReason::interrupted) {
+  if (reason == train::StopReason::interrupted || reason == train::StopReason::diverged) {
+    // Nothing to evaluate, but the run directory says what happened and how far it got.
     results["peak_rss_mib"] = train::peak_rss_mib();
+    if (const auto& d = trainer.divergence()) {
+      results["diverged_at_step"] = d->step;
+      results["message"] = d->message;
+      results["last_finite_loss"] = std::isfinite(d->last_finite_loss) ? json(d->last_finite_loss) : json(nullptr);
+      results["last_finite_step"] = d->last_finite_step;
+    }
     write_file_atomic(dir / "results.json", dump_json(results, 2) + "\n");
+    if (reason == train::StopReason::diverged) throw Error(ErrorKind::diverged, trainer.divergence()->message);
     std::fprintf(stderr, "run: interrupted after step %lld; continue with: pgolf run --resume --out %s\n",
                  static_cast<long long>(trainer.steps_done()), dir.string().c_str());
     throw Interrupted(train::stop_signal_number());
@@ -123,7 +151,10 @@ void run_main(RunOptions o) {
   const char* averaging = trainer.export_kind();
   model::save_checkpoint(dir / "model.safetensors", trainer.model().table(), exported,
                          {{"format", "pgolf-params-v1"}, {"config_name", c.name}, {"averaging", averaging},
-                          {"steps", std::to_string(trainer.steps_done())}});
+                          {"steps", std::to_string(trainer.steps_done())},
+                          {"model_config", dump_json(config::model_to_json(c.model))},
+                          {"pgolf_version", std::string(build_info().version)},
+                          {"pgolf_git", std::string(build_info().git_hash)}});
   trainer.model().set_params(exported);
   trainer.model().set_forward_weights(nullptr);
   eval::EvalOptions eo = eval::eval_options(c);
@@ -138,6 +169,9 @@ void run_main(RunOptions o) {
   };
   auto eval_line = [&](const eval::EvalResult& r) { return eval_summary_line(r, eo); };
   results["final_eval"] = eval_json(e, averaging);
+  // The number a run reports at the top: the artifact's when there is one (below), else this.
+  results["val_bpb"] = e.val_bpb;
+  results["val_bpb_of"] = cat(averaging, " weights (float32)");
   results["model_file_bytes"] = model_bytes;
   results["peak_rss_mib"] = train::peak_rss_mib();
   // Saved before the export stage, so a failing export leaves the training results.
@@ -166,6 +200,9 @@ void run_main(RunOptions o) {
     results["export"]["artifact"] = "artifact.pgolf";
     results["roundtrip_eval"] = eval_json(q, "artifact");
     results["roundtrip_eval"]["delta_bpb"] = q.val_bpb - e.val_bpb;
+    results["val_bpb"] = q.val_bpb;
+    results["val_bpb_of"] = "artifact.pgolf (what a submission is scored on)";
+    results["artifact_bytes"] = x.sizes.total();
     results["peak_rss_mib"] = train::peak_rss_mib();
     write_file_atomic(dir / "results.json", dump_json(results, 2) + "\n");
     print_export_result(x, c.export_, req.out.string());
@@ -186,19 +223,28 @@ void register_run(CLI::App& app) {
       ->check(CLI::ExistingFile);
   cmd->add_option("--set", o->cfg.sets, "Override a config value: PATH=VALUE (repeatable)")->allow_extra_args(false);
   cmd->add_option("--threads", o->cfg.threads, "CPU threads (default: the config's threads; 0 = all cores)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(whole_number(0));
   cmd->add_option("--out", o->out, "Run directory (default: OUTPUT_DIR/NAME from the config)");
-  cmd->add_flag("--resume", o->resume, "Continue the run in the run directory from its latest checkpoint");
-  cmd->add_flag("--force", o->force, "Start over in a run directory that already holds a run");
-  cmd->add_option("--seed", o->seed, "Initialisation seed (default: the config's seed)")->check(CLI::NonNegativeNumber);
+  auto* resume = cmd->add_flag("--resume", o->resume, "Continue the run in the run directory from its latest checkpoint");
+  auto* resume_from = cmd->add_option("--resume-from", o->resume_from,
+                                      "Continue from this checkpoint of the run directory (a step_N name in checkpoints/) "
+                                      "instead of the one checkpoints/latest names");
+  cmd->add_flag("--force", o->force, "Start over in a run directory that already holds a run (deletes its outputs)")
+      ->excludes(resume)
+      ->excludes(resume_from);
+  cmd->add_flag("-v,--verbose", o->cfg.verbose, "Print the parameter and activation-arena tables at start-up");
+  cmd->add_option("--seed", o->seed, "Initialisation seed (default: the config's seed)")->check(whole_number(0, INT64_MAX));
   cmd->add_option("--source-dir", o->source_dir,
                   "pgolf source tree counted in the artifact (default: the tree this binary was built from)")
       ->check(CLI::ExistingDirectory);
   cmd->footer(
-      "Writes into the run directory: config.json (resolved), train.log, checkpoints/ (model + training state, every "
-      "train.checkpoint_every steps and at the end; SIGINT/SIGTERM finish the step, save and exit 130/143; --resume continues), "
-      "model.safetensors (the EMA/SWA weights), val_nll.f64, results.json and loss_curve.svg; with export.enabled also "
-      "artifact.pgolf (quantised + compressed + code, SPEC 5) and val_nll_roundtrip.f64 (the artifact's weights).");
+      "Writes into the run directory: config.json (resolved), train.log, layout.txt (the parameter and activation "
+      "tables), checkpoints/ (model + training state, every train.checkpoint_every steps or train.checkpoint_every_s "
+      "seconds of training and at the end; SIGINT/SIGTERM finish the step, save and exit 130/143; --resume continues, "
+      "--resume-from step_N from an older one), model.safetensors (the EMA/SWA weights), val_nll.f64, results.json "
+      "(val_bpb at the top: the artifact's) and loss_curve.svg; with export.enabled also artifact.pgolf (quantised + "
+      "compressed + code, SPEC 5) and val_nll_roundtrip.f64. A non-finite loss stops with exit 8, the state before the "
+      "step saved and results.json saying where; --resume may then change the learning rates and train.grad_clip_norm.");
   cmd->callback([o] { run_main(*o); });
 }
 

@@ -3,6 +3,8 @@
 
 #include <cstdio>
 #include <exception>
+#include <filesystem>
+#include <new>
 #include <string>
 #include <thread>
 
@@ -58,6 +60,20 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     std::fprintf(stderr, "pgolf: %s: %s\n", pgolf::kind_name(e.kind()), e.what());
     return pgolf::exit_code(e.kind());
+  } catch (const std::filesystem::filesystem_error& e) {
+    // A filesystem call without its own error handling: still an I/O error naming the path
+    // and the OS reason, not an internal one.
+    std::fflush(stdout);
+    std::string paths = e.path1().string();
+    if (!e.path2().empty()) paths += pgolf::cat(" -> ", e.path2().string());
+    std::fprintf(stderr, "pgolf: %s: %s: %s\n", pgolf::kind_name(pgolf::ErrorKind::io),
+                 paths.empty() ? "filesystem" : paths.c_str(), e.code().message().c_str());
+    return pgolf::exit_code(pgolf::ErrorKind::io);
+  } catch (const std::bad_alloc&) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "pgolf: internal error: out of host memory (std::bad_alloc) beyond the memory plan printed at "
+                         "start-up; lower train.batch_tokens, eval.batch_windows or the model size\n");
+    return pgolf::exit_code(pgolf::ErrorKind::internal);
   } catch (const std::exception& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "pgolf: internal error: %s\n", e.what());

@@ -1,3 +1,4 @@
+#include "cli/cli_checks.hpp"
 #include "cli/model_args.hpp"
 
 #include <CLI/CLI.hpp>
@@ -19,7 +20,14 @@ void add_config_options(CLI::App* cmd, ConfigArgs& args, bool config_required) {
   if (config_required) opt->required();
   cmd->add_option("--set", args.sets, "Override a config value: PATH=VALUE (repeatable)")->allow_extra_args(false);
   cmd->add_option("--threads", args.threads, "CPU threads (default: the config's threads; 0 = all cores)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(whole_number(0));
+  cmd->add_flag("-v,--verbose", args.verbose, "Print the parameter and activation-arena tables at start-up");
+}
+
+void add_allow_config_mismatch(CLI::App* cmd, bool& flag) {
+  cmd->add_flag("--allow-config-mismatch", flag,
+                "Use the config's model section even where the weights were trained or packed with other values "
+                "(a warning lists the keys; without it that is exit 3)");
 }
 
 config::LoadedConfig load_config_args(const ConfigArgs& args) {
@@ -45,6 +53,22 @@ std::unique_ptr<backend::Ops<float>> make_backend(const config::Config& c) {
                c.backend == config::Backend::automatic && cuda.compiled ? cat(" (auto: ", cuda.why_not, ")").c_str()
                                                                          : "");
   return std::make_unique<backend::CpuOps<float>>();
+}
+
+void check_model_memory(backend::Ops<float>& ops, const config::ModelConfig& m, int batch, int seq, model::ModelMode mode,
+                        const std::vector<backend::MemoryPlan::Part>& extra, const std::string& knobs) {
+  const model::ModelFootprint f = model::Model<float>::plan(m, ops, batch, seq, mode);
+  backend::MemoryPlan plan;
+  plan.add("parameters", f.params);
+  plan.add("gradients", f.grads);
+  for (const auto& part : extra) plan.add(part.name, part.bytes);
+  plan.add("activations", f.arena + f.tables);
+  std::fprintf(stderr, "%s\n", backend::check_memory_plan(plan, ops, knobs).c_str());
+}
+
+void print_model_layout(const model::Model<float>& net, bool verbose) {
+  std::fprintf(stderr, "%s%s\n", net.layout_summary().c_str(), verbose ? "" : " (--verbose prints the tables)");
+  if (verbose) net.print_layout(stderr, true);
 }
 
 void print_export_result(const exporter::ExportResult& r, const config::ExportConfig& e, const std::string& path) {
@@ -73,12 +97,13 @@ void print_export_result(const exporter::ExportResult& r, const config::ExportCo
   std::printf("quantisation %.1f s, compression %.1f s (%d tries)\n", r.quantize_s, r.compress_s, r.prune.compressions);
 }
 
-std::vector<float> load_eval_weights(const config::Config& c, const std::string& checkpoint, const std::string& artifact) {
+std::vector<float> load_eval_weights(const config::Config& c, const std::string& checkpoint, const std::string& artifact,
+                                     bool allow_config_mismatch) {
   model::ParamTable table(c.model);
-  if (artifact.empty()) return model::load_checkpoint(checkpoint, table);
+  if (artifact.empty()) return model::load_checkpoint(checkpoint, table, {&c.model, allow_config_mismatch, stderr});
   // The exact dequantised weights q * s the artifact stands for.
   const exporter::Artifact a = exporter::read_artifact_file(artifact);
-  exporter::check_artifact_model(a.container, c, artifact);
+  exporter::check_artifact_model(a.container, c, artifact, allow_config_mismatch, stderr);
   std::fprintf(stderr, "artifact: %s bytes (model %s + code %s + header %llu)\n", with_commas(a.sizes.total()).c_str(),
                with_commas(a.sizes.model).c_str(), with_commas(a.sizes.code).c_str(),
                static_cast<unsigned long long>(a.sizes.header));

@@ -1,6 +1,7 @@
 #include "config/config.hpp"
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include "common/error.hpp"
@@ -126,7 +127,9 @@ void describe(Visitor& v, TrainConfig& c) {
   });
   v.integer("log_every", c.log_every, at_least(0), "steps between log lines (0 = only the end)");
   v.integer("val_every", c.val_every, at_least(0), "steps between validations (0 = only the end)");
-  v.integer("checkpoint_every", c.checkpoint_every, at_least(0), "steps between checkpoints (0 = only the end)");
+  v.integer("checkpoint_every", c.checkpoint_every, at_least(0), "steps between checkpoints (0 = by time only)");
+  v.number("checkpoint_every_s", c.checkpoint_every_s, at_least(0),
+           "seconds of training time between checkpoints (0 = by steps only); the saves count in the training time");
 }
 
 void describe(Visitor& v, AdamConfig& c) {
@@ -315,6 +318,38 @@ void validate(const Config& c, const Provenance& provenance) {
 json to_json(const Config& c) {
   Config copy = c;  // visitors take mutable references; writing never changes the value
   return write_json([&](Visitor& v) { describe(v, copy); });
+}
+
+json model_to_json(const ModelConfig& m) {
+  Config c;
+  c.model = m;
+  return to_json(c)["model"];
+}
+
+std::vector<KeyDifference> section_differences(const json& recorded, const json& now, const std::string& section) {
+  const json a = recorded.flatten(), b = now.flatten();
+  auto key = [&](const std::string& pointer) {
+    std::string k = section;
+    for (char ch : pointer) k += ch == '/' ? '.' : ch;
+    return k;
+  };
+  std::map<std::string, KeyDifference> out;  // sorted by key
+  for (const auto& [ptr, v] : a.items())
+    if (!b.contains(ptr) || b[ptr] != v) out[ptr] = {key(ptr), v.dump(), b.contains(ptr) ? b[ptr].dump() : "(absent)"};
+  for (const auto& [ptr, v] : b.items())
+    if (!a.contains(ptr)) out[ptr] = {key(ptr), "(absent)", v.dump()};
+  std::vector<KeyDifference> list;
+  for (auto& [ptr, d] : out) list.push_back(std::move(d));
+  return list;
+}
+
+std::string describe_differences(const std::vector<KeyDifference>& diffs, const std::string& where,
+                                 std::size_t max_listed) {
+  std::string text;
+  for (std::size_t i = 0; i < diffs.size() && i < max_listed; ++i)
+    text += cat(i ? "; " : "", diffs[i].key, " = ", diffs[i].recorded, " in ", where, ", ", diffs[i].now, " in the config");
+  if (diffs.size() > max_listed) text += cat("; and ", diffs.size() - max_listed, " more");
+  return text;
 }
 
 std::vector<SchemaRow> schema() {

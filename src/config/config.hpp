@@ -185,6 +185,10 @@ struct TrainConfig {
   std::int64_t log_every = 500;
   std::int64_t val_every = 4000;
   std::int64_t checkpoint_every = 0;
+  // Also save once this much training time has passed since the last save, so a long run is
+  // never far from a checkpoint. Saves count in the training time; with the default a record
+  // run (600 s cap) writes none before the cap stops it.
+  double checkpoint_every_s = 600.0;
 };
 
 struct AdamConfig {
@@ -304,5 +308,22 @@ void validate(const Config& c, const Provenance& provenance = {});
 
 json to_json(const Config& c);
 std::vector<SchemaRow> schema();
+
+// The model section as to_json(Config) writes it (what checkpoints and artifacts record).
+json model_to_json(const ModelConfig& m);
+
+// A key (JSON path such as "model.xsa_last_n") whose value in a recorded section differs from
+// the config in use; a value absent on one side is "(absent)".
+struct KeyDifference {
+  std::string key;
+  std::string recorded;
+  std::string now;
+};
+// Every leaf where `recorded` (a model section read from a file) and `now` differ, in key order,
+// prefixed with `section`.
+std::vector<KeyDifference> section_differences(const json& recorded, const json& now, const std::string& section);
+// "model.xsa_last_n = 2 in <where>, 1 in the config; ..." (the first `max_listed`, then a count).
+std::string describe_differences(const std::vector<KeyDifference>& diffs, const std::string& where,
+                                 std::size_t max_listed = 8);
 
 }  // namespace pgolf::config

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/error.hpp"
+#include "common/sha256.hpp"
 #include "common/json.hpp"
 #include "common/progress.hpp"
 #include "common/strings.hpp"
@@ -339,6 +340,9 @@ PrepareResult prepare(const PrepareOptions& o) {
       {"pgolf", {{"version", build_info().version}, {"git", build_info().git_hash}}},
       {"input", o.input.string()},
       {"tokenizer", result.tokenizer.string()},
+      // The content hash ties the shards to their tokenizer wherever the files move
+      // (data/manifest.hpp checks it before training or evaluation).
+      {"tokenizer_sha256", sha256_file_hex(result.tokenizer)},
       {"vocab_size", tok.vocab_size()},
       {"bos_id", tok.bos_id()},
       {"append_eos", false},

@@ -10,6 +10,7 @@
 #include <span>
 
 #include "common/error.hpp"
+#include "data/manifest.hpp"
 #include "common/progress.hpp"
 #include "common/strings.hpp"
 #include "data/shard.hpp"
@@ -19,6 +20,7 @@
 namespace pgolf::eval {
 
 ValStream load_val_stream(const config::Config& c) {
+  data::check_shard_tokenizer(c.data.val_files, c.data.tokenizer, "data.val_files");
   data::ShardSet set(c.data.val_files, "val", c.model.vocab_size);
   ValStream s;
   s.origin = c.data.val_files;
@@ -65,6 +67,14 @@ int eval_model_batch(const EvalOptions& o) {
 
 model::ModelMode eval_model_mode(const EvalOptions& o) {
   return o.ttt.enabled ? model::ModelMode::training : model::ModelMode::inference;
+}
+
+std::uint64_t eval_extra_bytes(const config::ModelConfig& model, const EvalOptions& o) {
+  std::uint64_t bytes = 0;
+  if (o.ttt.enabled) bytes += model::ParamTable(model).total() * sizeof(float);  // SGD momentum
+  if (o.slot.variant != config::SlotVariant::none)
+    bytes += SlotHead::planned_bytes(model, o.batch_windows, static_cast<int>(model.seq_len));
+  return bytes;
 }
 
 namespace {

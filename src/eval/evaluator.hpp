@@ -66,6 +66,8 @@ bool eval_compliant(const EvalOptions& o);
 // What a model needs to run these options: sequences per forward, and training mode for TTT.
 int eval_model_batch(const EvalOptions& o);
 model::ModelMode eval_model_mode(const EvalOptions& o);
+// The bytes evaluate() allocates beside the model (TTT momentum, the SLOT head), for memory plans.
+std::uint64_t eval_extra_bytes(const config::ModelConfig& model, const EvalOptions& o);
 
 struct EvalResult {
   std::string mode;  // eval_label()

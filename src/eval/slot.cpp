@@ -53,6 +53,14 @@ SlotHead::SlotHead(backend::Ops<float>& ops, const config::ModelConfig& model, c
   targets_ = {ops, n};
 }
 
+std::uint64_t SlotHead::planned_bytes(const config::ModelConfig& model, int max_windows, int max_len) {
+  const auto n = static_cast<std::uint64_t>(max_windows) * static_cast<std::uint64_t>(max_len);
+  const auto nd = n * static_cast<std::uint64_t>(model.model_dim), nv = n * static_cast<std::uint64_t>(model.vocab_size);
+  const auto wd = static_cast<std::uint64_t>(max_windows) * static_cast<std::uint64_t>(model.model_dim);
+  // z, h, dh, dz; logits, dlogits; rstd, nll, row_weight; loss_sum; delta, ddelta, m, v; targets.
+  return (4 * nd + 2 * nv + 3 * n + 1 + 4 * wd) * sizeof(float) + n * sizeof(std::int32_t);
+}
+
 void SlotHead::head_forward(const float* hidden, const float* w_head, int groups, int group_rows) {
   const int n = groups * group_rows;
   ops_.add_group_rows(z_.get(), hidden, delta_.get(), groups, group_rows, dim_);

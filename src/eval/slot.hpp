@@ -27,6 +27,8 @@ class SlotHead {
   // Buffers for batches of up to max_windows windows of up to max_len positions.
   SlotHead(backend::Ops<float>& ops, const config::ModelConfig& model, const config::SlotConfig& slot, int max_windows,
            int max_len);
+  // The bytes that constructor allocates (memory plans).
+  static std::uint64_t planned_bytes(const config::ModelConfig& model, int max_windows, int max_len);
 
   // `windows`: one batch of windows of equal length `len`, whose inputs the model has just
   // run through forward_hidden(). `targets` (host, windows.size() * len) are their targets.

@@ -11,6 +11,7 @@
 #include <limits>
 
 #include "common/error.hpp"
+#include "common/finite.hpp"
 #include "export/code_bundle.hpp"
 
 namespace pgolf::exporter {
@@ -181,14 +182,20 @@ Container decode_container(std::span<const std::byte> b, const std::string& orig
         auto s = span_of("half", rows * 2);
         t.scales.resize(rows);
         std::memcpy(t.scales.data(), s.data(), rows * 2);
+        if (const auto f = find_non_finite_half(t.scales))
+          bad(cat("tensor \"", t.name, "\": non-finite float16 row scale, ", describe(*f)));
       } else if (t.scheme == Scheme::fp16) {
         auto s = span_of("half", n * 2);
         t.scales.resize(n);
         std::memcpy(t.scales.data(), s.data(), n * 2);
+        if (const auto f = find_non_finite_half(t.scales))
+          bad(cat("tensor \"", t.name, "\": non-finite float16 value, ", describe(*f)));
       } else {
         auto v = span_of("f32", n * 4);
         t.values.resize(n);
         std::memcpy(t.values.data(), v.data(), n * 4);
+        if (const auto f = find_non_finite(t.values))
+          bad(cat("tensor \"", t.name, "\": non-finite float32 value, ", describe(*f)));
       }
       c.tensors.push_back(std::move(t));
     }
@@ -332,7 +339,13 @@ std::vector<std::byte> encode_artifact(std::span<const std::byte> model_blob, co
 
 Artifact read_artifact(std::span<const std::byte> b, const std::string& origin) {
   if (b.size() < kArtifactHeader) fail(ErrorKind::format, origin, ": not a pgolf artifact (", b.size(), " bytes)");
-  if (std::memcmp(b.data(), kArtifactMagic, 8) != 0) fail(ErrorKind::format, origin, ": not a pgolf artifact (bad magic)");
+  if (std::memcmp(b.data(), kArtifactMagic, 8) != 0) {
+    // A safetensors file starts with its header length, then the JSON header.
+    if (b[8] == std::byte{'{'})
+      fail(ErrorKind::format, origin,
+           ": this is a safetensors checkpoint, not a pgolf artifact: use --checkpoint (pgolf pack makes an artifact of it)");
+    fail(ErrorKind::format, origin, ": not a pgolf artifact (bad magic)");
+  }
   const auto version = get<std::uint32_t>(b, 8);
   if (version != kVersion)
     fail(ErrorKind::format, origin, ": artifact version ", version, ", this build reads ", kVersion);

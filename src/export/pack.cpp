@@ -7,6 +7,7 @@
 #include <map>
 
 #include "common/error.hpp"
+#include "common/finite.hpp"
 #include "common/progress.hpp"
 #include "common/strings.hpp"
 #include "export/code_bundle.hpp"
@@ -91,6 +92,9 @@ std::vector<QuantizedTensor> quantize_params(const model::ParamTable& table, std
   std::size_t done = 0;
   for (const auto& p : table.specs()) {
     const std::span<const float> w = weights.subspan(p.offset, p.numel());
+    if (const auto bad = find_non_finite(w))
+      fail(ErrorKind::format, "export: \"", p.name, "\" holds ", describe(*bad),
+           "; non-finite weights cannot be quantised (nothing was written)");
     const Scheme scheme = scheme_for(p, e.passthrough_max_numel);
     const std::int64_t rows = p.shape.empty() ? 1 : p.shape[0];
     const std::int64_t cols = static_cast<std::int64_t>(p.numel()) / std::max<std::int64_t>(rows, 1);
@@ -258,27 +262,19 @@ json artifact_metadata(const config::Config& c, const json& extra) {
   return m;
 }
 
-void check_artifact_model(const Container& container, const config::Config& c, const std::string& origin) {
+void check_artifact_model(const Container& container, const config::Config& c, const std::string& origin,
+                          bool allow_mismatch, std::FILE* log) {
   if (!container.metadata.is_object() || !container.metadata.contains("model"))
     fail(ErrorKind::format, origin, ": the artifact records no model config");
-  const json packed = container.metadata["model"].flatten();
-  const json wanted = config::to_json(c)["model"].flatten();
-  auto key = [](const std::string& pointer) {
-    std::string k = "model";
-    for (char ch : pointer) k += ch == '/' ? '.' : ch;
-    return k;
-  };
-  for (const auto& [ptr, v] : wanted.items()) {
-    if (!packed.contains(ptr))
-      fail(ErrorKind::config, key(ptr), ": the config sets ", v.dump(), ", the artifact ", origin, " has no such key");
-    if (packed[ptr] != v)
-      fail(ErrorKind::config, key(ptr), ": the config says ", v.dump(), " but the artifact ", origin,
-           " was packed with ", packed[ptr].dump());
-  }
-  for (const auto& [ptr, v] : packed.items())
-    if (!wanted.contains(ptr))
-      fail(ErrorKind::config, key(ptr), ": the artifact ", origin, " was packed with ", v.dump(),
-           ", which this config does not know");
+  const auto diffs = config::section_differences(container.metadata["model"], config::model_to_json(c.model), "model");
+  if (diffs.empty()) return;
+  const std::string list = config::describe_differences(diffs, "the artifact");
+  if (!allow_mismatch)
+    fail(ErrorKind::config, origin, ": was packed with a different model config: ", list,
+         "; evaluate with the config it was packed with, or pass --allow-config-mismatch to use this one");
+  if (log != nullptr)
+    std::fprintf(log, "warning: --allow-config-mismatch: %s was packed with another model config (%s); using the config's\n",
+                 origin.c_str(), list.c_str());
 }
 
 std::vector<float> unpack_weights(const Container& container, const model::ParamTable& table,
@@ -356,10 +352,10 @@ ExportResult export_model(const ExportRequest& r, std::FILE* log) {
   res.prune = packed.prune;
   res.compress_s = packed.compress_s;
   res.summary = tensor_summary(tensors);
-  write_file_atomic(r.out, packed.bytes);
 
-  // What an evaluator will load: read the file back and compare with q * s in memory.
-  const Artifact back = read_artifact_file(r.out);
+  // What an evaluator will load: decode the bytes as a reader does and compare with q * s in
+  // memory, before anything is written, so that a failure leaves no file behind.
+  const Artifact back = read_artifact(packed.bytes, r.out.string());
   res.weights = unpack_weights(back.container, table, r.out.string());
   std::vector<float> expected(table.total());
   for (std::size_t i = 0; i < tensors.size(); ++i) {
@@ -367,7 +363,14 @@ ExportResult export_model(const ExportRequest& r, std::FILE* log) {
     std::copy(w.begin(), w.end(), expected.begin() + static_cast<std::ptrdiff_t>(table.specs()[i].offset));
   }
   if (std::memcmp(expected.data(), res.weights.data(), expected.size() * sizeof(float)) != 0)
-    fail(ErrorKind::internal, r.out.string(), ": the written artifact does not restore the quantised weights");
+    fail(ErrorKind::internal, r.out.string(), ": the artifact does not restore the quantised weights");
+  write_file_atomic(r.out, packed.bytes);
+  // And the file holds exactly those bytes (a full disk or a faulty mount shows here).
+  if (read_file(r.out) != std::string_view(reinterpret_cast<const char*>(packed.bytes.data()), packed.bytes.size())) {
+    std::error_code ec;
+    fs::remove(r.out, ec);
+    fail(ErrorKind::io, r.out.string(), ": the file read back differs from the artifact written; removed it");
+  }
   double sq = 0.0;
   for (std::size_t i = 0; i < expected.size(); ++i) {
     const double d = static_cast<double>(r.weights[i]) - static_cast<double>(res.weights[i]);

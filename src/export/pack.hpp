@@ -57,9 +57,10 @@ Packed pack_artifact(std::vector<QuantizedTensor>& tensors, const json& metadata
 // the config name, the export settings and what the caller adds.
 json artifact_metadata(const config::Config& c, const json& extra);
 
-// Error(config) naming the first model-config key where `c` differs from the model the
-// artifact was packed with.
-void check_artifact_model(const Container& container, const config::Config& c, const std::string& origin);
+// Error(config) naming every model-config key where `c` differs from the model the artifact
+// was packed with; with allow_mismatch a warning on `log` instead.
+void check_artifact_model(const Container& container, const config::Config& c, const std::string& origin,
+                          bool allow_mismatch = false, std::FILE* log = stderr);
 
 // The dequantised weights (q * s, exactly) in the table's layout; Error(format) naming the
 // artifact and each missing, extra or reshaped tensor.

@@ -92,6 +92,11 @@ SafetensorsFile SafetensorsFile::parse(std::span<const std::byte> bytes, const s
 void SafetensorsFile::parse_image(std::span<const std::byte> bytes) {
   const std::string& o = origin_;
   if (bytes.size() < 8) fail(ErrorKind::format, o, ": not a safetensors file: ", bytes.size(), " bytes is too small");
+  // The one wrong file a user is likely to pass: pgolf's own artifact (its magic is fixed by
+  // export/artifact.cpp, which this reader must not depend on).
+  if (std::memcmp(bytes.data(), "PGOLFART", 8) == 0)
+    fail(ErrorKind::format, o,
+         ": this is a pgolf artifact, not a safetensors checkpoint: use --artifact (pgolf inspect artifact lists it)");
   std::uint64_t n = 0;
   std::memcpy(&n, bytes.data(), 8);
   if (n > kMaxHeaderBytes) fail(ErrorKind::format, o, ": header length ", n, " exceeds the limit of ", kMaxHeaderBytes);

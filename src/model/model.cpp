@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <type_traits>
 
@@ -87,8 +89,10 @@ std::vector<Step> layer_schedule(const config::ModelConfig& m, bool recurrence_a
 }
 
 // ----- model ------------------------------------------------------------------------------------------
+// The layout alone: the parameter table, the schedule and the arena's table, nothing allocated.
 template <class T>
-Model<T>::Model(const config::ModelConfig& cfg, backend::Ops<T>& ops, int max_batch, int max_seq, ModelMode mode)
+Model<T>::Model(LayoutOnly, const config::ModelConfig& cfg, backend::Ops<T>& ops, int max_batch, int max_seq,
+                ModelMode mode)
     : cfg_(cfg), ops_(ops), table_(cfg), max_batch_(max_batch), max_seq_(max_seq), training_(mode == ModelMode::training) {
   if (max_seq > cfg.seq_len)
     fail(ErrorKind::internal, "model: max_seq ", max_seq, " exceeds model.seq_len ", cfg.seq_len);
@@ -97,6 +101,33 @@ Model<T>::Model(const config::ModelConfig& cfg, backend::Ops<T>& ops, int max_ba
   for (bool rec : {false, true})
     for (const auto& s : layer_schedule(cfg, rec)) max_enc_ = std::max(max_enc_, s.push_slot + 1);
   schedule_ = layer_schedule(cfg, false);
+  build_arena();
+}
+
+template <class T>
+std::size_t Model<T>::rope_table_values() const {
+  return static_cast<std::size_t>(cfg_.seq_len) * static_cast<std::size_t>(std::max<std::int64_t>(cfg_.rope.dims / 2, 1));
+}
+
+template <class T>
+ModelFootprint Model<T>::footprint() const {
+  ModelFootprint f;
+  f.params = table_.total() * sizeof(T);
+  f.grads = table_.total() * sizeof(T);
+  f.tables = (2 * rope_table_values() + 1) * sizeof(T);  // RoPE cos/sin and the loss sum
+  f.arena = arena_.bytes();
+  return f;
+}
+
+template <class T>
+ModelFootprint Model<T>::plan(const config::ModelConfig& cfg, backend::Ops<T>& ops, int max_batch, int max_seq,
+                              ModelMode mode) {
+  return Model(LayoutOnly{}, cfg, ops, max_batch, max_seq, mode).footprint();
+}
+
+template <class T>
+Model<T>::Model(const config::ModelConfig& cfg, backend::Ops<T>& ops, int max_batch, int max_seq, ModelMode mode)
+    : Model(LayoutOnly{}, cfg, ops, max_batch, max_seq, mode) {
   params_ = static_cast<T*>(ops_.allocate(table_.total() * sizeof(T)));
   grads_ = static_cast<T*>(ops_.allocate(table_.total() * sizeof(T)));
   weights_ = params_;
@@ -106,8 +137,7 @@ Model<T>::Model(const config::ModelConfig& cfg, backend::Ops<T>& ops, int max_ba
   const auto T_cfg = static_cast<double>(cfg.seq_len), T_rope = static_cast<double>(cfg.rope.train_len);
   double base = cfg.rope.base;
   if (r > 0 && T_cfg > T_rope) base *= std::pow(T_cfg / T_rope, static_cast<double>(r) / (r - 2));
-  std::vector<T> cos_t(static_cast<std::size_t>(cfg.seq_len) * std::max(half, 1)),
-      sin_t(static_cast<std::size_t>(cfg.seq_len) * std::max(half, 1));
+  std::vector<T> cos_t(rope_table_values()), sin_t(rope_table_values());
   for (std::int64_t t = 0; t < cfg.seq_len; ++t)
     for (int j = 0; j < half; ++j) {
       const double inv_freq = std::pow(base, -2.0 * j / r);
@@ -120,7 +150,6 @@ Model<T>::Model(const config::ModelConfig& cfg, backend::Ops<T>& ops, int max_ba
   ops_.to_device(rope_cos_, cos_t.data(), cos_t.size() * sizeof(T));
   ops_.to_device(rope_sin_, sin_t.data(), sin_t.size() * sizeof(T));
   loss_sum_ = static_cast<T*>(ops_.allocate(sizeof(T)));
-  build_arena();
   arena_.allocate(ops_);
   if (!training_)  // every step reuses step 0's sublayer buffers; only the streams are per step
     for (std::size_t j = 1; j < steps_.size(); ++j) {
@@ -229,8 +258,27 @@ void Model<T>::build_arena() {
 
 template <class T>
 void Model<T>::print_layout(std::FILE* out, bool detailed) const {
-  table_.print(out);
+  table_.print(out, detailed);
   arena_.print(out, detailed);
+}
+
+template <class T>
+std::string Model<T>::layout_summary() const {
+  return cat("model: ", table_.summary(), "; activation arena ", human_bytes(arena_.bytes()), " in ", arena_.size(),
+             " buffers for ", max_batch_, " x ", max_seq_, " tokens, ", training_ ? "training" : "inference", " mode");
+}
+
+template <class T>
+std::string Model<T>::layout_text() const {
+  char* text = nullptr;
+  std::size_t size = 0;
+  std::FILE* f = ::open_memstream(&text, &size);
+  if (f == nullptr) fail(ErrorKind::internal, "layout_text: open_memstream failed");
+  print_layout(f, true);
+  std::fclose(f);
+  std::string out(text, size);
+  std::free(text);
+  return out;
 }
 
 template <class T>

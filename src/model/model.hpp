@@ -28,6 +28,7 @@ class Arena {
   void allocate(backend::Device& device);
   void release(backend::Device& device);
   std::size_t bytes() const { return total_; }
+  std::size_t size() const { return entries_.size(); }
   void print(std::FILE* out, bool detailed) const;
 
  private:
@@ -60,6 +61,14 @@ std::vector<Step> layer_schedule(const config::ModelConfig& m, bool recurrence_a
 // a fraction of the memory.
 enum class ModelMode { training, inference };
 
+// The bytes a Model allocates on its backend, by kind.
+struct ModelFootprint {
+  std::uint64_t params = 0;
+  std::uint64_t grads = 0;
+  std::uint64_t tables = 0;  // RoPE tables and the loss accumulator
+  std::uint64_t arena = 0;   // every activation buffer
+};
+
 template <class T>
 class Model {
  public:
@@ -67,6 +76,10 @@ class Model {
   Model(const config::ModelConfig& cfg, backend::Ops<T>& ops, int max_batch, int max_seq,
         ModelMode mode = ModelMode::training);
   ~Model();
+  // What that constructor would allocate, without allocating anything (memory plans).
+  static ModelFootprint plan(const config::ModelConfig& cfg, backend::Ops<T>& ops, int max_batch, int max_seq,
+                             ModelMode mode = ModelMode::training);
+  ModelFootprint footprint() const;
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
 
@@ -118,6 +131,11 @@ class Model {
 
   const Arena& arena() const { return arena_; }
   void print_layout(std::FILE* out, bool detailed) const;
+  // One start-up line: "model: 51 tensors, 778,644 parameters (...); activation arena 129 MiB in
+  // 131 buffers for 16 x 256 tokens".
+  std::string layout_summary() const;
+  // Every parameter tensor and every arena buffer (for --verbose and a run's layout.txt).
+  std::string layout_text() const;
 
  private:
   struct AttnActs {
@@ -142,6 +160,9 @@ class Model {
     std::vector<T*> enc;
   };
 
+  struct LayoutOnly {};
+  Model(LayoutOnly, const config::ModelConfig& cfg, backend::Ops<T>& ops, int max_batch, int max_seq, ModelMode mode);
+  std::size_t rope_table_values() const;  // per table: seq_len x max(rope.dims / 2, 1)
   void build_arena();
   // Embedding to the stream entering the final norm (stream_final_), for `batch` x `seq` ids.
   void forward_body(const std::int32_t* ids, int batch, int seq);

@@ -5,6 +5,8 @@
 #include <set>
 
 #include "common/error.hpp"
+#include "common/finite.hpp"
+#include "common/json.hpp"
 #include "common/rng.hpp"
 #include "common/strings.hpp"
 #include "io/safetensors.hpp"
@@ -150,7 +152,7 @@ const ParamSpec& ParamTable::at(const std::string& name) const {
   return *p;
 }
 
-void ParamTable::print(std::FILE* out) const {
+void ParamTable::print(std::FILE* out, bool detailed) const {
   std::fprintf(out, "parameters: %zu tensors, %s values\n", specs_.size(), with_commas(total_).c_str());
   std::map<std::string, std::size_t> by_group;
   for (const auto& p : specs_) by_group[group_name(p.group)] += p.numel();
@@ -158,6 +160,19 @@ void ParamTable::print(std::FILE* out) const {
   for (const auto& b : banks_)
     std::fprintf(out, "  bank %-8s %d x %d x %d at %s\n", b.name.c_str(), b.count, b.rows, b.cols,
                  with_commas(b.offset).c_str());
+  if (!detailed) return;
+  std::fprintf(out, "  %-34s %-14s %-7s %-5s %-12s %12s\n", "tensor", "shape", "group", "decay", "export", "offset");
+  for (const auto& p : specs_)
+    std::fprintf(out, "  %-34s %-14s %-7s %-5s %-12s %12s\n", p.name.c_str(), json(p.shape).dump().c_str(),
+                 group_name(p.group), p.weight_decay ? "yes" : "no", quant_name(p.quant), with_commas(p.offset).c_str());
+}
+
+std::string ParamTable::summary() const {
+  std::map<std::string, std::size_t> by_group;
+  for (const auto& p : specs_) by_group[group_name(p.group)] += p.numel();
+  std::string groups;
+  for (const auto& [g, n] : by_group) groups += cat(groups.empty() ? "" : ", ", g, " ", with_commas(n));
+  return cat(specs_.size(), " tensors, ", with_commas(total_), " parameters (", groups, ")");
 }
 
 std::vector<double> random_orthogonal(int rows, int cols, std::uint64_t seed) {
@@ -251,10 +266,10 @@ void save_checkpoint(const fs::path& path, const ParamTable& table, const std::v
   w.write(path);
 }
 
-std::vector<float> load_checkpoint(const fs::path& path, const ParamTable& table) {
+std::vector<float> load_checkpoint(const fs::path& path, const ParamTable& table, const ModelCheck& check) {
   auto file = io::SafetensorsFile::open(path);
   std::vector<float> values(table.total());
-  std::vector<std::string> problems;
+  std::vector<std::string> problems, non_finite;
   std::set<std::string> seen;
   for (const auto& p : table.specs()) {
     const io::TensorView* t = file.find(p.name);
@@ -273,6 +288,8 @@ std::vector<float> load_checkpoint(const fs::path& path, const ParamTable& table
       continue;
     }
     auto v = file.to_float32(*t);
+    if (const auto bad = find_non_finite(v))
+      non_finite.push_back(cat("\"", p.name, "\" ", io::shape_text(p.shape), ": ", describe(*bad)));
     std::copy(v.begin(), v.end(), values.begin() + static_cast<std::ptrdiff_t>(p.offset));
   }
   for (const auto& t : file.tensors())
@@ -283,6 +300,34 @@ std::vector<float> load_checkpoint(const fs::path& path, const ParamTable& table
     for (std::size_t i = 0; i < problems.size() && i < 12; ++i) list += "\n  " + problems[i];
     if (problems.size() > 12) list += cat("\n  ... and ", problems.size() - 12, " more");
     fail(ErrorKind::format, path.string(), ": does not match the config's parameters:", list);
+  }
+  // NaN or Inf weights would evaluate into a meaningless number (or pack into a broken
+  // artifact): a checkpoint that holds any is damaged or comes from a diverged run.
+  if (!non_finite.empty()) {
+    std::string list;
+    for (std::size_t i = 0; i < non_finite.size() && i < 12; ++i) list += "\n  " + non_finite[i];
+    if (non_finite.size() > 12) list += cat("\n  ... and ", non_finite.size() - 12, " more tensors");
+    fail(ErrorKind::format, path.string(), ": holds non-finite weights (a damaged checkpoint or a diverged run):", list);
+  }
+  if (check.expected != nullptr) {
+    const auto it = file.metadata().find("model_config");
+    if (it == file.metadata().end()) {
+      if (check.log != nullptr)
+        std::fprintf(check.log, "note: %s records no model_config; only its tensor names and shapes are checked\n",
+                     path.c_str());
+    } else {
+      const json recorded = parse_json_strict(it->second, path.string() + ": metadata model_config", ErrorKind::format);
+      const auto diffs = config::section_differences(recorded, config::model_to_json(*check.expected), "model");
+      if (!diffs.empty()) {
+        const std::string list = config::describe_differences(diffs, "the checkpoint");
+        if (!check.allow_mismatch)
+          fail(ErrorKind::config, path.string(), ": was trained with a different model config: ", list,
+               "; use the config it was trained with (a run's config.json), or pass --allow-config-mismatch to use this one");
+        if (check.log != nullptr)
+          std::fprintf(check.log, "warning: --allow-config-mismatch: %s was trained with another model config (%s); using the config's\n",
+                       path.c_str(), list.c_str());
+      }
+    }
   }
   return values;
 }

@@ -58,7 +58,11 @@ class ParamTable {
   std::size_t total() const { return total_; }
   const ParamSpec* find(const std::string& name) const;
   const ParamSpec& at(const std::string& name) const;  // Error(internal) when absent
-  void print(std::FILE* out) const;
+  // Totals per group and the banks; `detailed` adds one row per tensor (shape, group, decay,
+  // export class, offset).
+  void print(std::FILE* out, bool detailed = false) const;
+  // "51 tensors, 778,644 parameters (embed 180,224, matrix 589,824, scalar 8,596)"
+  std::string summary() const;
 
  private:
   void add(std::string name, std::vector<std::int64_t> shape, InitKind init, double value, ParamGroup group);
@@ -77,9 +81,20 @@ void init_params(const ParamTable& table, std::uint64_t seed, std::vector<float>
 std::vector<double> random_orthogonal(int rows, int cols, std::uint64_t seed);
 
 // Safetensors checkpoints with the table's names (F32). Loading checks that the file holds
-// exactly the table's tensors with the table's shapes and names every difference.
+// exactly the table's tensors with the table's shapes and names every difference, and refuses
+// NaN/Inf values (Error(format) naming each tensor and its first bad index).
 void save_checkpoint(const fs::path& path, const ParamTable& table, const std::vector<float>& values,
                      const std::map<std::string, std::string>& metadata);
-std::vector<float> load_checkpoint(const fs::path& path, const ParamTable& table);
+// What load_checkpoint checks beyond names and shapes: the model section a checkpoint records
+// in its "model_config" metadata (pgolf writes it) against `expected`, which catches knobs that
+// change the computation but no shape (model.xsa_last_n, say): Error(config) naming every
+// differing key, or a warning on `log` when allow_mismatch. A file without the metadata (from
+// another tool) is checked by names and shapes only, and `log` says so.
+struct ModelCheck {
+  const config::ModelConfig* expected = nullptr;
+  bool allow_mismatch = false;
+  std::FILE* log = stderr;
+};
+std::vector<float> load_checkpoint(const fs::path& path, const ParamTable& table, const ModelCheck& check = {});
 
 }  // namespace pgolf::model

@@ -63,23 +63,42 @@ template <class T>
 Optimizer<T>::Optimizer(const model::ParamTable& table, const config::OptimConfig& optim, bool tied_embeddings,
                         backend::Ops<T>& ops)
     : table_(table), cfg_(optim), tied_(tied_embeddings), ops_(ops) {
-  std::size_t n_matrix = 0, n_adam = 0, max_matrix = 0, max_scratch = 0;
+  const Sizes s = sizes(table);
+  muon_buf_ = backend::DeviceBuffer<T>(ops_, s.matrix);
+  adam_m_ = backend::DeviceBuffer<T>(ops_, s.adam);
+  adam_v_ = backend::DeviceBuffer<T>(ops_, s.adam);
+  u_ = backend::DeviceBuffer<T>(ops_, s.update);
+  ns_scratch_ = backend::DeviceBuffer<T>(ops_, s.scratch);
+  std::size_t n_matrix = 0, n_adam = 0;
+  for (const auto& p : table.specs()) {
+    std::size_t& next = p.group == model::ParamGroup::matrix ? n_matrix : n_adam;
+    slot_.push_back(next);
+    next += p.numel();
+  }
+}
+
+template <class T>
+typename Optimizer<T>::Sizes Optimizer<T>::sizes(const model::ParamTable& table) {
+  Sizes s;
+  std::size_t max_matrix = 0, max_scratch = 0;
   for (const auto& p : table.specs()) {
     if (p.group == model::ParamGroup::matrix) {
-      slot_.push_back(n_matrix);
-      n_matrix += p.numel();
+      s.matrix += p.numel();
       max_matrix = std::max(max_matrix, p.numel());
       max_scratch = std::max(max_scratch, newton_schulz_scratch(static_cast<int>(p.shape[0]), static_cast<int>(p.shape[1])));
     } else {
-      slot_.push_back(n_adam);
-      n_adam += p.numel();
+      s.adam += p.numel();
     }
   }
-  muon_buf_ = backend::DeviceBuffer<T>(ops_, n_matrix);
-  adam_m_ = backend::DeviceBuffer<T>(ops_, n_adam);
-  adam_v_ = backend::DeviceBuffer<T>(ops_, n_adam);
-  u_ = backend::DeviceBuffer<T>(ops_, std::max<std::size_t>(max_matrix, 1));
-  ns_scratch_ = backend::DeviceBuffer<T>(ops_, std::max<std::size_t>(max_scratch, 1));
+  s.update = std::max<std::size_t>(max_matrix, 1);
+  s.scratch = std::max<std::size_t>(max_scratch, 1);
+  return s;
+}
+
+template <class T>
+std::uint64_t Optimizer<T>::planned_bytes(const model::ParamTable& table) {
+  const Sizes s = sizes(table);
+  return (s.matrix + 2 * s.adam + s.update + s.scratch) * sizeof(T);
 }
 
 template <class T>

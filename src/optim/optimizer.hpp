@@ -51,6 +51,9 @@ class Optimizer {
   Optimizer(const model::ParamTable& table, const config::OptimConfig& optim, bool tied_embeddings,
             backend::Ops<T>& ops);
 
+  // The bytes the constructor allocates for `table` (state and scratch), for memory plans.
+  static std::uint64_t planned_bytes(const model::ParamTable& table);
+
   // Applies step `step` (0-based) with every group's lr multiplied by lr_scale.
   void step(T* params, const T* grads, std::int64_t step, double lr_scale);
   // The learning rate of a parameter before scaling: Muon's for matrices; for the embed group
@@ -71,6 +74,10 @@ class Optimizer {
   }
 
  private:
+  struct Sizes {
+    std::size_t matrix = 0, adam = 0, update = 0, scratch = 0;  // values per buffer
+  };
+  static Sizes sizes(const model::ParamTable& table);
   const config::AdamConfig& adam_for(const model::ParamSpec& p) const;
   const model::ParamTable& table_;
   config::OptimConfig cfg_;

@@ -5,13 +5,17 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <functional>
 
 #include "common/error.hpp"
+#include "common/finite.hpp"
 #include "common/json.hpp"
 #include "common/strings.hpp"
 #include "common/version.hpp"
+#include "data/manifest.hpp"
 #include "io/safetensors.hpp"
 #include "backend/cpu/cpu_ops.hpp"
 #include "model/params.hpp"
@@ -35,6 +39,11 @@ extern "C" void on_stop_signal(int sig) {
 }
 
 constexpr const char* kStateFormat = "pgolf-train-state-v1";
+
+// The knobs a user changes to get a diverged run going again: they may differ on resume (the
+// change is logged). Everything else that shapes training must stay as the run started.
+constexpr const char* kRecoveryKnobs[] = {"optim.muon.lr",   "optim.embed.lr",  "optim.untied_embed_lr",
+                                          "optim.head.lr",   "optim.scalar.lr", "train.grad_clip_norm"};
 constexpr int kCheckpointsKept = 2;
 
 json step_json(const StepRecord& r) {
@@ -79,6 +88,7 @@ const char* stop_reason_name(StopReason r) {
     case StopReason::completed: return "completed";
     case StopReason::wallclock_cap: return "wallclock_cap";
     case StopReason::interrupted: return "interrupted";
+    case StopReason::diverged: return "diverged";
   }
   return "?";
 }
@@ -104,11 +114,24 @@ Trainer::Trainer(const config::Config& c, dist::Communicator& comm, backend::Ops
   }
 
   tables_ = std::make_unique<data::ByteTables>(data::load_byte_tables(c.data.tokenizer, c.model.vocab_size));
+  data::check_shard_tokenizer(c.data.train_files, c.data.tokenizer, "data.train_files");
   loader_ = std::make_unique<TrainLoader>(c.data.train_files, c.model.vocab_size);
+  // Fewer tokens than one sequence cannot make a training example; fewer than a step's would
+  // repeat within every batch.
+  if (loader_->total_tokens() < T + 1)
+    fail(ErrorKind::data, "data.train_files ", c.data.train_files, ": the train stream holds ", loader_->total_tokens(),
+         " tokens, fewer than one sequence of model.seq_len + 1 = ", T + 1);
+  if (loader_->total_tokens() < W * accum_ * span_)
+    std::fprintf(stderr, "warning: data.train_files %s: %lld tokens are fewer than one step's %lld; every step repeats data\n",
+                 c.data.train_files.c_str(), static_cast<long long>(loader_->total_tokens()),
+                 static_cast<long long>(W * accum_ * span_));
   val_ = std::make_unique<eval::ValStream>(eval::load_val_stream(c));
 
   // Room for the training micro-batch and for the final evaluation (windows, TTT sequences).
   const int max_batch = std::max(static_cast<int>(micro_seqs_), eval::eval_model_batch(eval::eval_options(c)));
+  memory_line_ = backend::check_memory_plan(memory_plan(c, ops_, max_batch), ops_,
+                                            "train.batch_tokens, eval.batch_windows or the model size (model.*)");
+  std::fprintf(stderr, "%s\n", memory_line_.c_str());
   model_ = std::make_unique<model::Model<float>>(c.model, ops_, max_batch, static_cast<int>(T));
   optimizer_ = std::make_unique<optim::Optimizer<float>>(model_->table(), c.optim, c.model.tie_embeddings, ops_);
   const std::size_t n = model_->table().total();
@@ -118,8 +141,10 @@ Trainer::Trainer(const config::Config& c, dist::Communicator& comm, backend::Ops
   if (!paths_.dir.empty() && comm_.rank() == 0) {
     std::error_code ec;
     fs::create_directories(paths_.dir, ec);
+    if (ec) fail(ErrorKind::io, paths_.dir.string(), ": cannot create the run directory: ", ec.message());
     log_file_.reset(std::fopen(paths_.log().c_str(), "a"));
-    if (!log_file_) fail(ErrorKind::io, paths_.log().string(), ": cannot open for appending");
+    if (!log_file_) fail(ErrorKind::io, paths_.log().string(), ": cannot open for appending: ", std::strerror(errno));
+    std::fprintf(log_file_.get(), "%s\n", memory_line_.c_str());
     // Temporary directories of saves that were killed halfway.
     for (const auto& e : fs::directory_iterator(paths_.checkpoints(), ec))
       if (e.path().filename().string().rfind(".tmp-", 0) == 0) fs::remove_all(e.path(), ec);
@@ -127,6 +152,21 @@ Trainer::Trainer(const config::Config& c, dist::Communicator& comm, backend::Ops
 }
 
 Trainer::~Trainer() = default;
+
+backend::MemoryPlan Trainer::memory_plan(const config::Config& c, backend::Ops<float>& ops, int max_batch) {
+  const model::ModelFootprint f = model::Model<float>::plan(c.model, ops, max_batch, static_cast<int>(c.model.seq_len));
+  const model::ParamTable table(c.model);
+  const std::uint64_t copy = table.total() * sizeof(float);
+  backend::MemoryPlan plan;
+  plan.add("parameters", f.params);
+  plan.add("gradients", f.grads);
+  plan.add("optimizer state", optim::Optimizer<float>::planned_bytes(table));
+  plan.add("EMA/SWA/QAT copies", copy * ((c.train.ema.enabled ? 1 : 0) + (c.train.swa.enabled ? 1 : 0) +
+                                         (c.train.qat.enabled ? 1 : 0)));
+  plan.add("activations", f.arena + f.tables);
+  plan.add("final evaluation", eval::eval_extra_bytes(c.model, eval::eval_options(c)));
+  return plan;
+}
 
 void Trainer::log(const std::string& line) {
   if (comm_.rank() != 0) return;
@@ -247,7 +287,10 @@ void Trainer::diverged(const std::string& what, const LoaderPosition& before) {
   }
   fail(ErrorKind::diverged, "step ", step_ + 1, ": ", what, "; training stopped",
        saved.empty() ? std::string() : cat(", the state before this step is saved in ", saved.string()),
-       " (lower the learning rates or check the data)");
+       saved.empty() ? std::string(" (lower the learning rates or check the data)")
+                     : cat(" (lower the learning rates (optim.*.lr) or train.grad_clip_norm and continue: pgolf run --resume --out ",
+                           paths_.dir.string(), " --set optim.muon.lr=..., or --resume-from an earlier step_N if the "
+                           "weights were already damaged)"));
 }
 
 ValRecord Trainer::validate() {
@@ -281,7 +324,16 @@ StopReason Trainer::run(const std::function<bool()>& stop_requested) {
       log(cat("stopping at the wall-clock cap: ", fixed(elapsed_s_, 1), " s after ", step_, " steps"));
       break;
     }
-    const StepRecord r = step();
+    StepRecord r;
+    try {
+      r = step();
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::diverged) throw;
+      divergence_ = Divergence{step_ + 1, e.what(), history_.empty() ? std::nan("") : history_.back().loss,
+                               history_.empty() ? 0 : history_.back().step + 1};
+      log(cat("diverged: ", e.what()));
+      return StopReason::diverged;
+    }
     const double tok_s = static_cast<double>(tc.batch_tokens) / (r.step_ms / 1e3);
     double eta = (elapsed_s_ / static_cast<double>(step_)) * static_cast<double>(tc.iterations - step_);
     if (tc.wallclock_cap_s > 0) eta = std::min(eta, std::max(tc.wallclock_cap_s - elapsed_s_, 0.0));
@@ -296,7 +348,21 @@ StopReason Trainer::run(const std::function<bool()>& stop_requested) {
       std::fflush(stdout);
     }
     if (tc.val_every > 0 && step_ % tc.val_every == 0 && step_ < tc.iterations) validate();
-    if (tc.checkpoint_every > 0 && step_ % tc.checkpoint_every == 0 && step_ < tc.iterations) save_checkpoint();
+    // Periodic checkpoints (by steps or by training time) while training goes on; their time
+    // counts in the training time (and so in the cap and the ETA).
+    const bool continues = step_ < tc.iterations && !(tc.wallclock_cap_s > 0 && elapsed_s_ >= tc.wallclock_cap_s);
+    const bool by_steps = tc.checkpoint_every > 0 && step_ % tc.checkpoint_every == 0;
+    const bool by_time = tc.checkpoint_every_s > 0 && elapsed_s_ - last_save_elapsed_s_ >= tc.checkpoint_every_s;
+    if (continues && (by_steps || by_time)) {
+      const auto t0 = std::chrono::steady_clock::now();
+      const fs::path saved = save_checkpoint();
+      const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      elapsed_s_ += dt;
+      last_save_elapsed_s_ = elapsed_s_;
+      log(cat("checkpoint ", saved.filename().string(), " saved in ", fixed(dt, 2), " s (",
+              by_steps ? cat("every ", tc.checkpoint_every, " steps") : cat("every ", fixed(tc.checkpoint_every_s, 0), " s"),
+              "; counted in the training time)"));
+    }
     if (comm_.any(stop_requested())) {
       const fs::path saved = save_checkpoint();
       log(cat("interrupted after step ", step_, "; the state is saved in ", saved.string()));
@@ -377,8 +443,7 @@ fs::path Trainer::save_checkpoint() {
 void Trainer::resume(const fs::path& checkpoint_dir) {
   const auto& table = model_->table();
   const std::size_t n = table.total();
-  model_->set_params(model::load_checkpoint(checkpoint_dir / "model.safetensors", table));
-  const fs::path state_path = checkpoint_dir / "state.safetensors";
+  const fs::path state_path = checkpoint_dir / "state.safetensors", model_path = checkpoint_dir / "model.safetensors";
   auto st = io::SafetensorsFile::open(state_path);
   auto meta = [&](const char* key) -> const std::string& {
     auto it = st.metadata().find(key);
@@ -388,14 +453,21 @@ void Trainer::resume(const fs::path& checkpoint_dir) {
   if (meta("format") != kStateFormat)
     fail(ErrorKind::format, state_path.string(), ": format \"", meta("format"), "\", expected \"", kStateFormat, "\"");
   if (auto it = st.metadata().find("config"); it != st.metadata().end()) {
-    const auto diffs = resume_conflicts(json::parse(it->second), config::to_json(cfg_));
+    const json trained_with = parse_json_strict(it->second, state_path.string() + ": metadata config", ErrorKind::format);
+    const json now = config::to_json(cfg_);
+    const auto diffs = resume_conflicts(trained_with, now);
     if (!diffs.empty()) {
       std::string list;
       for (std::size_t i = 0; i < diffs.size() && i < 8; ++i) list += (i ? ", " : "") + diffs[i];
       if (diffs.size() > 8) list += cat(" and ", diffs.size() - 8, " more");
       fail(ErrorKind::config, checkpoint_dir.string(), ": was trained with a different config (", list,
-           "); resume with the run's own config.json");
+           "); resume with the run's own config.json (only evaluation, export, logging, length, learning-rate and "
+           "clipping knobs may change)");
     }
+    const auto adjusted = recovery_changes(trained_with, now);
+    if (!adjusted.empty())
+      log(cat("resume: continuing with changed recovery knobs (allowed on resume): ",
+              config::describe_differences(adjusted, "the checkpoint", adjusted.size())));
   } else if (json::parse(meta("model_config")) != config::to_json(cfg_)["model"]) {
     fail(ErrorKind::config, checkpoint_dir.string(), ": was trained with a different model section");
   }
@@ -406,11 +478,25 @@ void Trainer::resume(const fs::path& checkpoint_dir) {
   if (std::stoi(meta("world_size")) != comm_.world_size())
     fail(ErrorKind::config, checkpoint_dir.string(), ": trained on ", meta("world_size"), " rank(s), resumed on ",
          comm_.world_size(), "; resume with the same world size");
+  // The two files of a checkpoint must be one save: a model file of another step (copied in by
+  // hand, or left by an interrupted copy) would resume weights with another step's optimizer.
+  {
+    auto model_file = io::SafetensorsFile::open(model_path);
+    const auto it = model_file.metadata().find("step");
+    if (it == model_file.metadata().end() || it->second != meta("step"))
+      fail(ErrorKind::format, checkpoint_dir.string(), ": model.safetensors is of step ",
+           it == model_file.metadata().end() ? std::string("(none recorded)") : it->second, " but state.safetensors of step ",
+           meta("step"), "; the checkpoint is not one save (resume from another with --resume-from)");
+  }
+  model_->set_params(model::load_checkpoint(model_path, table, {&cfg_.model, false, nullptr}));
   auto restore = [&](const std::string& tensor, float* device, std::size_t count) {
     const io::TensorView& t = st.at(tensor);
     if (t.dtype != io::DType::F32 || t.numel() != static_cast<std::int64_t>(count))
       fail(ErrorKind::format, state_path.string(), ": \"", tensor, "\" is not ", count, " float32 values");
-    ops_.to_device(device, t.data.data(), count * sizeof(float));
+    const std::vector<float> host = st.to_float32(t);
+    if (const auto bad = find_non_finite(host))
+      fail(ErrorKind::format, state_path.string(), ": \"", tensor, "\" holds ", describe(*bad));
+    ops_.to_device(device, host.data(), count * sizeof(float));
   };
   for (const auto& s : optimizer_->state()) restore("optim." + s.name, s.data, s.count);
   if (ema_) restore("ema", ema_.get(), n);
@@ -428,29 +514,53 @@ void Trainer::resume(const fs::path& checkpoint_dir) {
   for (const auto& j : json::parse(meta("validations")))
     validations_.push_back({j.at("step").get<std::int64_t>(), j.at("val_loss").get<double>(), j.at("val_bpb").get<double>()});
   last_saved_step_ = step_;
+  last_save_elapsed_s_ = elapsed_s_;
+}
+
+std::vector<config::KeyDifference> Trainer::recovery_changes(const json& trained_with, const json& now) {
+  std::vector<config::KeyDifference> out;
+  for (const char* key : kRecoveryKnobs) {
+    std::string pointer = "/";
+    for (char ch : std::string(key)) pointer += ch == '.' ? '/' : ch;
+    const json::json_pointer p(pointer);
+    const bool in_a = trained_with.contains(p), in_b = now.contains(p);
+    if (in_a && in_b && trained_with.at(p) == now.at(p)) continue;
+    if (!in_a && !in_b) continue;
+    out.push_back({key, in_a ? trained_with.at(p).dump() : "(absent)", in_b ? now.at(p).dump() : "(absent)"});
+  }
+  return out;
 }
 
 std::vector<std::string> Trainer::resume_conflicts(const json& trained_with, const json& now) {
   // Knobs that may change between the pieces of one run.
   static const char* const kFree[] = {"name", "description", "threads", "output_dir", "backend", "eval", "export",
                                       "train.iterations", "train.wallclock_cap_s", "train.log_every", "train.val_every",
-                                      "train.checkpoint_every", "data.val_files", "data.val_max_tokens", "data.trim_val"};
+                                      "train.checkpoint_every", "train.checkpoint_every_s", "data.val_files",
+                                      "data.val_max_tokens", "data.trim_val"};
+  auto is_free = [](const std::string& path) {
+    for (const char* f : kFree)
+      if (path == f) return true;
+    for (const char* f : kRecoveryKnobs)
+      if (path == f) return true;
+    return false;
+  };
   std::vector<std::string> out;
   std::function<void(const json&, const json&, const std::string&)> walk = [&](const json& a, const json& b,
                                                                                 const std::string& path) {
-    for (const char* f : kFree)
-      if (path == f) return;
+    if (is_free(path)) return;
     if (a.is_object() && b.is_object()) {
       for (const auto& item : a.items()) {
         const std::string p = join_key(path, item.key());
         if (!b.contains(item.key())) {
-          out.push_back(p);
+          if (!is_free(p)) out.push_back(p);
           continue;
         }
         walk(item.value(), b.at(item.key()), p);
       }
+      // A key only one side has (a knob added since the checkpoint was written) conflicts
+      // unless it is free.
       for (const auto& item : b.items())
-        if (!a.contains(item.key())) out.push_back(join_key(path, item.key()));
+        if (!a.contains(item.key()) && !is_free(join_key(path, item.key()))) out.push_back(join_key(path, item.key()));
       return;
     }
     if (a != b) out.push_back(path);

@@ -7,10 +7,12 @@
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "backend/device_buffer.hpp"
+#include "backend/memory.hpp"
 #include "backend/ops.hpp"
 #include "config/config.hpp"
 #include "data/bpb.hpp"
@@ -40,7 +42,15 @@ struct ValRecord {
   double val_bpb = 0.0;
 };
 
-enum class StopReason { completed, wallclock_cap, interrupted };
+enum class StopReason { completed, wallclock_cap, interrupted, diverged };
+
+// Why and where a run stopped on a non-finite loss or gradient.
+struct Divergence {
+  std::int64_t step = 0;              // the 1-based step that failed
+  std::string message;                // the Error(diverged) text
+  double last_finite_loss = 0.0;      // NaN when no step finished
+  std::int64_t last_finite_step = 0;  // the step that produced it (0: none)
+};
 const char* stop_reason_name(StopReason r);
 
 // Where a run keeps its files.
@@ -52,8 +62,15 @@ struct RunPaths {
 
 class Trainer {
  public:
+  // Refuses with Error(config) before allocating when memory_plan() does not fit the backend.
   Trainer(const config::Config& c, dist::Communicator& comm, backend::Ops<float>& ops, RunPaths paths);
   ~Trainer();
+
+  // Everything a Trainer allocates on its backend for `c`, with room for max_batch sequences:
+  // the model, the optimizer state, the weight averages and the final evaluation's buffers.
+  static backend::MemoryPlan memory_plan(const config::Config& c, backend::Ops<float>& ops, int max_batch);
+  // "memory: ... planned on ...; ... available", as printed at construction.
+  const std::string& memory_line() const { return memory_line_; }
 
   // Fresh weights from the parameter table's init (seed), or given ones.
   void init_weights(std::uint64_t seed);
@@ -65,8 +82,11 @@ class Trainer {
   // after saving a checkpoint of the state before the step.
   StepRecord step();
   // Steps until done, the wall-clock cap, or `stop_requested()` turns true; logs, validates
-  // and checkpoints as configured.
+  // and checkpoints as configured. A step that diverges ends the run with
+  // StopReason::diverged (the state before it saved, divergence() says where, train.log ends
+  // with the message).
   StopReason run(const std::function<bool()>& stop_requested);
+  const std::optional<Divergence>& divergence() const { return divergence_; }
 
   // Validation (non-overlapping, SPEC 6.1) of the current weights on the val stream.
   ValRecord validate();
@@ -95,7 +115,10 @@ class Trainer {
   // Keys of the config (JSON paths) whose values differ from `trained_with` in ways that make
   // resuming a different run: everything but the evaluation, export, logging and naming
   // knobs, and train.iterations / wallclock_cap_s.
+  // The learning rates and the clipping norm (the knobs that recover a diverged run) are free
+  // too; recovery_changes() lists those that changed, for the log.
   static std::vector<std::string> resume_conflicts(const json& trained_with, const json& now);
+  static std::vector<config::KeyDifference> recovery_changes(const json& trained_with, const json& now);
 
  // Prints a line (rank 0) and appends it to train.log.
   void log(const std::string& line);
@@ -127,6 +150,9 @@ class Trainer {
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> log_file_{nullptr, &std::fclose};
   std::int64_t last_saved_step_ = -1;
   std::vector<std::int32_t> inputs_, targets_;
+  std::string memory_line_;
+  std::optional<Divergence> divergence_;
+  double last_save_elapsed_s_ = 0.0;  // training time at the last periodic checkpoint
 };
 
 // Process-wide stop request set by SIGINT / SIGTERM: the run finishes its step, saves and

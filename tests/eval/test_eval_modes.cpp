@@ -148,12 +148,29 @@ TEST(EvalModes, TttScoresEachChunkBeforeTrainingOnIt) {
   for (const auto& w : plan)
     if (w.start + w.score_from < C) chunk0_end = w.start + w.length;
   ASSERT_GE(chunk0_end, C);
-  for (std::int64_t t = 0; t < chunk0_end; ++t)
-    ASSERT_TRUE(bits_equal(r.nll[static_cast<std::size_t>(t)], plain.nll[static_cast<std::size_t>(t)])) << t;
+  // Bit for bit where TTT batches chunk 0's windows as the plain run does; the last batch of a
+  // chunk holds fewer windows, and OpenBLAS's threaded GEMM may round a row differently for
+  // another row count (seen on AMD EPYC with 2 threads), so the bound is float32 noise, three
+  // orders of magnitude below what training moves.
+  double chunk0_diff = 0.0, later_diff = 0.0;
+  std::int64_t chunk0_exact = 0;
+  for (std::int64_t t = 0; t < chunk0_end; ++t) {
+    const double a = r.nll[static_cast<std::size_t>(t)], b = plain.nll[static_cast<std::size_t>(t)];
+    chunk0_diff = std::max(chunk0_diff, std::fabs(a - b));
+    chunk0_exact += bits_equal(a, b) ? 1 : 0;
+  }
+  EXPECT_LE(chunk0_diff, 1e-5) << "chunk 0 is scored with the untrained weights";
+  EXPECT_GT(chunk0_exact, chunk0_end / 2) << "most of chunk 0 is bit-identical";
   std::int64_t moved = 0;
-  for (std::int64_t t = chunk0_end; t < r.targets; ++t)
-    moved += r.nll[static_cast<std::size_t>(t)] != plain.nll[static_cast<std::size_t>(t)] ? 1 : 0;
+  for (std::int64_t t = chunk0_end; t < r.targets; ++t) {
+    const double d = std::fabs(r.nll[static_cast<std::size_t>(t)] - plain.nll[static_cast<std::size_t>(t)]);
+    moved += d > 1e-5 ? 1 : 0;
+    later_diff = std::max(later_diff, d);
+  }
   EXPECT_GT(moved, (r.targets - chunk0_end) * 9 / 10) << "later chunks are scored with trained weights";
+  EXPECT_GT(later_diff, 1e-2) << "training moves the scores far beyond the noise bound";
+  std::printf("chunk 0: max |dNLL| %.3g, %lld of %lld bit-identical; later chunks: max |dNLL| %.3g\n", chunk0_diff,
+              static_cast<long long>(chunk0_exact), static_cast<long long>(chunk0_end), later_diff);
 
   const std::vector<float> after = net.params_host();
   for (const auto& p : net.table().specs()) {

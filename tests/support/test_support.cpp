@@ -29,6 +29,11 @@ TempDir::~TempDir() {
 }
 
 fs::path source_dir() { return PGOLF_SOURCE_DIR; }
+
+fs::path pgolf_binary() {
+  const char* other = std::getenv("PGOLF_TEST_BINARY");
+  return other != nullptr && *other != '\0' ? fs::path(other) : fs::path(PGOLF_BINARY);
+}
 fs::path bundled(const std::string& relative) { return source_dir() / "data" / relative; }
 
 void write_bytes(const fs::path& path, const std::string& bytes) {
@@ -72,7 +77,7 @@ pid_t spawn(const fs::path& binary, const std::vector<std::string>& args, const 
 }
 
 pid_t spawn_pgolf(const std::vector<std::string>& args, const fs::path& out, const fs::path& err) {
-  return spawn(PGOLF_BINARY, args, {}, out, err);
+  return spawn(pgolf_binary(), args, {}, out, err);
 }
 
 RunResult collect(pid_t pid, const fs::path& out, const fs::path& err) {

@@ -30,7 +30,10 @@ struct RunResult {
   std::string err;  // stderr
 };
 
-// Runs the built pgolf binary with `args` (no shell interpretation of the arguments).
+// The pgolf binary the tests run: the one built with them, or $PGOLF_TEST_BINARY (to show that
+// a new test fails on an older build).
+fs::path pgolf_binary();
+// Runs the pgolf binary with `args` (no shell interpretation of the arguments).
 RunResult run_pgolf(const std::vector<std::string>& args, const fs::path& cwd = {});
 // Runs another program (pgolf-emu, say) with `args`; `env` entries ("NAME=value") come
 // before the inherited environment, so they win.

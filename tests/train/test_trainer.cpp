@@ -99,13 +99,32 @@ TEST(TrainResume, ReproducesTheUninterruptedRunBitForBit) {
   EXPECT_EQ(t.export_weights(), full_export) << "the SWA sum and count were restored";
 }
 
-TEST(TrainResume, OnlyEvaluationExportAndLengthKnobsMayChange) {
+TEST(TrainResume, OnlyEvaluationExportLengthAndRecoveryKnobsMayChange) {
   const json base = config::to_json(small_run(9));
   EXPECT_TRUE(Trainer::resume_conflicts(base, config::to_json(small_run(20, {"eval.stride=32", "export.lzma_preset=9",
                                                                                    "train.log_every=1", "threads=1"})))
                   .empty());
-  auto diffs = Trainer::resume_conflicts(base, config::to_json(small_run(9, {"optim.muon.lr=0.01", "train.ema.decay=0.9"})));
-  EXPECT_EQ(diffs, (std::vector<std::string>{"train.ema.decay", "optim.muon.lr"}));
+  auto diffs = Trainer::resume_conflicts(
+      base, config::to_json(small_run(9, {"optim.muon.momentum=0.9", "train.ema.decay=0.9", "optim.muon.lr=0.01"})));
+  EXPECT_EQ(diffs, (std::vector<std::string>{"train.ema.decay", "optim.muon.momentum"}));
+  // The learning rates and the clipping norm recover a diverged run: free, and listed for the log.
+  const json recovered = config::to_json(small_run(9, {"optim.muon.lr=0.01", "optim.scalar.lr=0.002", "train.grad_clip_norm=0.1"}));
+  EXPECT_TRUE(Trainer::resume_conflicts(base, recovered).empty());
+  const auto changed = Trainer::recovery_changes(base, recovered);
+  ASSERT_EQ(changed.size(), 3u);
+  EXPECT_EQ(changed[0].key, "optim.muon.lr");
+  EXPECT_EQ(changed[0].now, "0.01");
+  EXPECT_EQ(changed[1].key, "optim.scalar.lr");
+  EXPECT_EQ(changed[2].key, "train.grad_clip_norm");
+  EXPECT_EQ(changed[2].now, "0.1");
+  EXPECT_TRUE(Trainer::recovery_changes(base, base).empty());
+  // A free knob that did not exist when the checkpoint was written does not conflict; any
+  // other new knob does.
+  json older = base;
+  older["train"].erase("checkpoint_every_s");
+  EXPECT_TRUE(Trainer::resume_conflicts(older, base).empty());
+  older["train"].erase("grad_accum_steps");
+  EXPECT_EQ(Trainer::resume_conflicts(older, base), std::vector<std::string>{"train.grad_accum_steps"});
 }
 
 TEST(TrainDivergence, SavesTheStateBeforeTheFailingStep) {

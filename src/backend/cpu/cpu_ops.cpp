@@ -105,17 +105,35 @@ std::string CpuOps<T>::name() const {
   return std::is_same_v<T, float> ? "cpu (float32)" : "cpu (float64)";
 }
 
+// Sizes are kept beside the allocations (not in a header before them, which would move every
+// buffer off the alignment the allocator gives, and OpenBLAS's threaded results with it), so
+// release() can keep live_bytes() exact.
 template <class T>
 void* CpuOps<T>::allocate(std::size_t bytes) {
   void* p = ::operator new(std::max<std::size_t>(bytes, 1), std::align_val_t{64}, std::nothrow);
-  if (p == nullptr) fail(ErrorKind::internal, "cpu backend: cannot allocate ", bytes, " bytes");
+  if (p == nullptr)
+    fail(ErrorKind::internal, "cpu backend: cannot allocate ", bytes, " bytes (", live_bytes_.load(),
+         " bytes allocated so far)");
   std::memset(p, 0, bytes);
+  std::lock_guard<std::mutex> lock(sizes_mutex_);
+  sizes_[p] = bytes;
+  live_bytes_ += bytes;
+  peak_bytes_ = std::max(peak_bytes_.load(), live_bytes_.load());
   return p;
 }
 
 template <class T>
 void CpuOps<T>::release(void* p) {
-  if (p != nullptr) ::operator delete(p, std::align_val_t{64});
+  if (p == nullptr) return;
+  {
+    std::lock_guard<std::mutex> lock(sizes_mutex_);
+    const auto it = sizes_.find(p);
+    if (it != sizes_.end()) {
+      live_bytes_ -= it->second;
+      sizes_.erase(it);
+    }
+  }
+  ::operator delete(p, std::align_val_t{64});
 }
 
 template <class T>

@@ -4,6 +4,11 @@
 // count) and combine partial sums in a fixed order, in double precision; results are
 // bit-identical for the same inputs and thread count (OpenBLAS's GEMMs may round
 // differently for another thread count).
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <unordered_map>
+
 #include "backend/ops.hpp"
 
 namespace pgolf::backend {
@@ -23,6 +28,10 @@ class CpuOps final : public Ops<T> {
   void copy(void* dst, const void* src, std::size_t bytes) override;
   void zero(void* p, std::size_t bytes) override;
   void synchronize() override {}
+  MemoryInfo memory_info() override { return host_memory_info(); }
+  // Bytes allocated through this object and not yet released (what a memory plan predicts).
+  std::uint64_t live_bytes() const { return live_bytes_.load(); }
+  std::uint64_t peak_bytes() const { return peak_bytes_.load(); }
 
   void copy_values(T* y, const T* x, std::size_t n) override;
   void add_into(T* y, const T* x, std::size_t n) override;
@@ -84,6 +93,10 @@ class CpuOps final : public Ops<T> {
                     std::int64_t t) override;
   void sgd_momentum_update(T* p, const T* g, T* buf, std::size_t n, T lr, T momentum) override;
   void fake_quant_int6(T* dst, const T* src, int rows, int cols) override;
+ private:
+  std::atomic<std::uint64_t> live_bytes_{0}, peak_bytes_{0};
+  std::mutex sizes_mutex_;
+  std::unordered_map<const void*, std::size_t> sizes_;
 };
 
 extern template class CpuOps<float>;

@@ -92,6 +92,11 @@ class CudaOps final : public Ops<float> {
   }
   void zero(void* p, std::size_t bytes) override { check_cuda(cudaMemset(p, 0, bytes), "memset"); }
   void synchronize() override { check_cuda(cudaDeviceSynchronize(), "synchronize"); }
+  MemoryInfo memory_info() override {
+    std::size_t free = 0, total = 0;
+    check_cuda(cudaMemGetInfo(&free, &total), "cudaMemGetInfo");
+    return {true, free, total, "cudaMemGetInfo"};
+  }
 
   void copy_values(float* y, const float* x, std::size_t n) override { copy(y, x, n * sizeof(float)); }
   void add_into(float* y, const float* x, std::size_t n) override {
