@@ -45,22 +45,36 @@ MemoryInfo host_memory_info() {
   }
   if (info.known) info.source = "/proc/meminfo MemAvailable";
   // A container's limit binds before the machine's memory does.
+  // Usage includes the page cache (the shards just mapped, say), which the kernel reclaims
+  // before it would refuse an allocation: its inactive part counts as room, as container
+  // runtimes count it.
   struct Limit {
     const char* limit;
     const char* usage;
+    const char* stat;
+    const char* inactive_key;
     const char* name;
   };
-  for (const Limit& l : {Limit{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current", "cgroup memory.max"},
+  for (const Limit& l : {Limit{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory.stat",
+                               "inactive_file", "cgroup memory.max"},
                          Limit{"/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes",
-                               "cgroup memory.limit_in_bytes"}}) {
+                               "/sys/fs/cgroup/memory/memory.stat", "total_inactive_file", "cgroup memory.limit_in_bytes"}}) {
     std::uint64_t limit = 0, usage = 0;
     if (!parse_u64(first_line(l.limit), limit) || !parse_u64(first_line(l.usage), usage)) continue;  // "max": none
     if (limit >= (std::uint64_t{1} << 60)) continue;  // v1 spells "no limit" as a huge number
+    std::ifstream stat(l.stat);
+    std::string stat_key;
+    std::uint64_t v = 0;
+    while (stat >> stat_key >> v)
+      if (stat_key == l.inactive_key) {
+        usage = usage > v ? usage - v : 0;
+        break;
+      }
     const std::uint64_t room = limit > usage ? limit - usage : 0;
     if (!info.known || room < info.available) {
       info.available = room;
       info.total = limit;
-      info.source = cat(l.name, " less current usage");
+      info.source = cat(l.name, " less usage other than reclaimable cache");
       info.known = true;
     }
     break;

@@ -38,6 +38,14 @@ void run_pack(const PackOptions& o) {
   const std::unique_ptr<backend::Ops<float>> backend_ops = make_backend(c);
   backend::Ops<float>& ops = *backend_ops;
   model::ParamTable table(c.model);
+  if (const std::uint64_t calibration = exporter::calibration_bytes(c, ops); calibration > 0) {
+    backend::MemoryPlan plan;
+    plan.add("GPTQ calibration (model and Hessians)", calibration);
+    std::fprintf(stderr, "%s\n",
+                 backend::check_memory_plan(plan, ops, "export.gptq.calibration_batches, eval.batch_windows or the model "
+                                                       "size (model.*)")
+                     .c_str());
+  }
   const std::vector<float> weights =
       model::load_checkpoint(o.checkpoint, table, {&c.model, o.allow_config_mismatch, stderr});
 

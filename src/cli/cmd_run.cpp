@@ -16,6 +16,7 @@
 #include "common/version.hpp"
 #include "dist/communicator.hpp"
 #include "eval/evaluator.hpp"
+#include "data/manifest.hpp"
 #include "export/code_bundle.hpp"
 #include "export/pack.hpp"
 #include "model/params.hpp"
@@ -61,7 +62,11 @@ fs::path run_dir(const RunOptions& o, const config::Config& c) {
 
 // The results.json fields a run has whatever way it ends.
 json base_results(const train::Trainer& trainer, train::StopReason reason, const config::Config& recorded) {
-  return {{"pgolf", {{"version", build_info().version}, {"git", build_info().git_hash}}},
+  // val_bpb first: the number a run is judged by (filled in once evaluated; null otherwise).
+  return {{"val_bpb", nullptr},
+          {"val_bpb_of", nullptr},
+          {"artifact_bytes", nullptr},
+          {"pgolf", {{"version", build_info().version}, {"git", build_info().git_hash}}},
           {"status", train::stop_reason_name(reason)},
           {"steps", trainer.steps_done()},
           {"train_seconds", trainer.elapsed_s()},
@@ -85,21 +90,27 @@ void run_main(RunOptions o) {
   // Which checkpoint a resume continues from is settled first: a broken pointer or a cut file
   // is found before anything is built.
   const fs::path resume_from = resuming ? train::resume_checkpoint(paths.checkpoints(), o.resume_from) : fs::path();
-  const fs::path latest = paths.checkpoints() / "latest";
-  if (!resuming && (fs::exists(latest) || !train::list_checkpoints(paths.checkpoints()).empty())) {
-    if (!o.force)
-      fail(ErrorKind::usage, dir.string(), ": already holds a run (",
-           fs::exists(latest) ? std::string(trim(read_file(latest, 4096))) : std::string("checkpoints without latest"),
-           "); pass --resume to continue it, --force to start over, or --out for another directory");
+  const auto checkpoints = train::list_checkpoints(paths.checkpoints());
+  const bool holds_run = fs::exists(paths.checkpoints() / "latest") || !checkpoints.empty();
+  if (!resuming && holds_run && !o.force)
+    fail(ErrorKind::usage, dir.string(), ": already holds a run (",
+         checkpoints.empty() ? std::string("a checkpoints/latest pointer") : cat("checkpoints up to ", checkpoints.back().name),
+         "); pass --resume to continue it, --force to start over, or --out for another directory");
+  check_output_dir(o.out.empty() ? "the run directory (output_dir/name)" : "--out", dir);
+  const std::unique_ptr<backend::Ops<float>> backend_ops = make_backend(c);
+  backend::Ops<float>& ops = *backend_ops;
+  if (!resuming && holds_run) {
+    // --force: what can refuse the new run is checked before the old one is deleted.
+    data::check_shard_tokenizer(c.data.train_files, c.data.tokenizer, "data.train_files");
+    data::check_shard_tokenizer(c.data.val_files, c.data.tokenizer, "data.val_files");
+    train::Trainer::check_memory(c, ops, 1);
     std::error_code ec;
     fs::remove_all(paths.checkpoints(), ec);
     for (const char* f : {"train.log", "config.json", "results.json", "model.safetensors", "val_nll.f64", "loss_curve.svg",
                           "artifact.pgolf", "val_nll_roundtrip.f64", "layout.txt"})
       fs::remove(dir / f, ec);
+    std::fprintf(stderr, "run: --force: removed the previous run's outputs from %s\n", dir.string().c_str());
   }
-  check_output_dir(o.out.empty() ? "the run directory (output_dir/name)" : "--out", dir);
-  const std::unique_ptr<backend::Ops<float>> backend_ops = make_backend(c);
-  backend::Ops<float>& ops = *backend_ops;
   std::fprintf(stderr, "pgolf %s (git %s): run %s from %s into %s\n", std::string(build_info().version).c_str(),
                std::string(build_info().git_hash).c_str(), c.name.c_str(), o.cfg.config.c_str(), dir.string().c_str());
 

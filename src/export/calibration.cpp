@@ -23,6 +23,11 @@ HessianCollector::HessianCollector(model::Model<float>& model) : model_(model) {
   });
 }
 
+std::uint64_t HessianCollector::planned_bytes(const config::ModelConfig& m) {
+  const auto d = static_cast<std::uint64_t>(m.model_dim), f = static_cast<std::uint64_t>(m.mlp_hidden());
+  return static_cast<std::uint64_t>(m.num_layers) * (3 * d * d + f * f) * sizeof(float);
+}
+
 HessianCollector::~HessianCollector() { model_.set_linear_input_observer({}); }
 
 void HessianCollector::observe(const std::int32_t* ids, const std::int32_t* targets, int batch, int seq) {

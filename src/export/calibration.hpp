@@ -20,6 +20,10 @@ class HessianCollector {
  public:
   // Installs itself as the model's linear-input observer until destroyed.
   explicit HessianCollector(model::Model<float>& model);
+  // The bytes its accumulators take for a model: per physical block, X^T X of the attention
+  // input (shared by c_q, c_k, c_v), of the projection input and of the MLP input (d x d each)
+  // and of the MLP projection input (hidden x hidden), the inputs Model::forward observes.
+  static std::uint64_t planned_bytes(const config::ModelConfig& m);
   ~HessianCollector();
   HessianCollector(const HessianCollector&) = delete;
   HessianCollector& operator=(const HessianCollector&) = delete;

@@ -36,12 +36,25 @@ std::size_t key_index(std::uint64_t key) { return static_cast<std::size_t>(key &
 
 }  // namespace
 
+namespace {
+int calibration_batch(const config::Config& c) {
+  return static_cast<int>(std::clamp<std::int64_t>(c.eval.batch_windows, 1, c.export_.gptq.calibration_batches));
+}
+}  // namespace
+
+std::uint64_t calibration_bytes(const config::Config& c, backend::Ops<float>& ops) {
+  if (c.export_.int6_method != config::Int6Method::gptq) return 0;
+  const model::ModelFootprint f = model::Model<float>::plan(c.model, ops, calibration_batch(c),
+                                                            static_cast<int>(c.model.seq_len), model::ModelMode::inference);
+  return f.params + f.grads + f.tables + f.arena + HessianCollector::planned_bytes(c.model);
+}
+
 Hessians calibrate(const config::Config& c, std::span<const float> weights, backend::Ops<float>& ops,
                    const TokenSource& train_tokens, std::FILE* log) {
   const auto& g = c.export_.gptq;
   const int seq = static_cast<int>(c.model.seq_len);
   const int count = static_cast<int>(g.calibration_batches);
-  const int batch = static_cast<int>(std::clamp<std::int64_t>(c.eval.batch_windows, 1, count));
+  const int batch = calibration_batch(c);
   model::Model<float> net(c.model, ops, batch, seq, model::ModelMode::inference);
   net.set_params(std::vector<float>(weights.begin(), weights.end()));
   net.set_recurrence_active(!c.model.recurrence.virtual_layers.empty());
@@ -365,11 +378,15 @@ ExportResult export_model(const ExportRequest& r, std::FILE* log) {
   if (std::memcmp(expected.data(), res.weights.data(), expected.size() * sizeof(float)) != 0)
     fail(ErrorKind::internal, r.out.string(), ": the artifact does not restore the quantised weights");
   write_file_atomic(r.out, packed.bytes);
-  // And the file holds exactly those bytes (a full disk or a faulty mount shows here).
-  if (read_file(r.out) != std::string_view(reinterpret_cast<const char*>(packed.bytes.data()), packed.bytes.size())) {
+  // And the file holds exactly those bytes (a full disk or a faulty mount shows here); a file
+  // that cannot be confirmed does not stay.
+  try {
+    if (read_file(r.out) != std::string_view(reinterpret_cast<const char*>(packed.bytes.data()), packed.bytes.size()))
+      fail(ErrorKind::io, r.out.string(), ": the file read back differs from the artifact written; removed it");
+  } catch (...) {
     std::error_code ec;
     fs::remove(r.out, ec);
-    fail(ErrorKind::io, r.out.string(), ": the file read back differs from the artifact written; removed it");
+    throw;
   }
   double sq = 0.0;
   for (std::size_t i = 0; i < expected.size(); ++i) {

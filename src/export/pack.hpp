@@ -27,6 +27,9 @@ namespace pgolf::exporter {
 using TokenSource = std::function<std::vector<std::uint16_t>(std::int64_t count)>;
 Hessians calibrate(const config::Config& c, std::span<const float> weights, backend::Ops<float>& ops,
                    const TokenSource& train_tokens, std::FILE* log);
+// What calibrate() allocates on `ops` (its inference model and the Hessian accumulators), for
+// memory plans; zero unless export.int6_method is gptq.
+std::uint64_t calibration_bytes(const config::Config& c, backend::Ops<float>& ops);
 
 // Each tensor of the table by its treatment. Full GPTQ needs a Hessian for every int6 matrix.
 std::vector<QuantizedTensor> quantize_params(const model::ParamTable& table, std::span<const float> weights,

@@ -268,6 +268,28 @@ void save_checkpoint(const fs::path& path, const ParamTable& table, const std::v
 
 std::vector<float> load_checkpoint(const fs::path& path, const ParamTable& table, const ModelCheck& check) {
   auto file = io::SafetensorsFile::open(path);
+  // The recorded model config first: a different model.model_dim is best named as such, not as
+  // the list of tensor shapes it changes (which stay fatal even with allow_mismatch).
+  if (check.expected != nullptr) {
+    const auto it = file.metadata().find("model_config");
+    if (it == file.metadata().end()) {
+      if (check.log != nullptr)
+        std::fprintf(check.log, "note: %s records no model_config; only its tensor names and shapes are checked\n",
+                     path.c_str());
+    } else {
+      const json recorded = parse_json_strict(it->second, path.string() + ": metadata model_config", ErrorKind::format);
+      const auto diffs = config::section_differences(recorded, config::model_to_json(*check.expected), "model");
+      if (!diffs.empty()) {
+        const std::string list = config::describe_differences(diffs, "the checkpoint");
+        if (!check.allow_mismatch)
+          fail(ErrorKind::config, path.string(), ": was trained with a different model config: ", list,
+               "; use the config it was trained with (a run's config.json), or pass --allow-config-mismatch to use this one");
+        if (check.log != nullptr)
+          std::fprintf(check.log, "warning: --allow-config-mismatch: %s was trained with another model config (%s); using the config's\n",
+                       path.c_str(), list.c_str());
+      }
+    }
+  }
   std::vector<float> values(table.total());
   std::vector<std::string> problems, non_finite;
   std::set<std::string> seen;
@@ -308,26 +330,6 @@ std::vector<float> load_checkpoint(const fs::path& path, const ParamTable& table
     for (std::size_t i = 0; i < non_finite.size() && i < 12; ++i) list += "\n  " + non_finite[i];
     if (non_finite.size() > 12) list += cat("\n  ... and ", non_finite.size() - 12, " more tensors");
     fail(ErrorKind::format, path.string(), ": holds non-finite weights (a damaged checkpoint or a diverged run):", list);
-  }
-  if (check.expected != nullptr) {
-    const auto it = file.metadata().find("model_config");
-    if (it == file.metadata().end()) {
-      if (check.log != nullptr)
-        std::fprintf(check.log, "note: %s records no model_config; only its tensor names and shapes are checked\n",
-                     path.c_str());
-    } else {
-      const json recorded = parse_json_strict(it->second, path.string() + ": metadata model_config", ErrorKind::format);
-      const auto diffs = config::section_differences(recorded, config::model_to_json(*check.expected), "model");
-      if (!diffs.empty()) {
-        const std::string list = config::describe_differences(diffs, "the checkpoint");
-        if (!check.allow_mismatch)
-          fail(ErrorKind::config, path.string(), ": was trained with a different model config: ", list,
-               "; use the config it was trained with (a run's config.json), or pass --allow-config-mismatch to use this one");
-        if (check.log != nullptr)
-          std::fprintf(check.log, "warning: --allow-config-mismatch: %s was trained with another model config (%s); using the config's\n",
-                       path.c_str(), list.c_str());
-      }
-    }
   }
   return values;
 }

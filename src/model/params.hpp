@@ -88,7 +88,7 @@ void save_checkpoint(const fs::path& path, const ParamTable& table, const std::v
 // What load_checkpoint checks beyond names and shapes: the model section a checkpoint records
 // in its "model_config" metadata (pgolf writes it) against `expected`, which catches knobs that
 // change the computation but no shape (model.xsa_last_n, say): Error(config) naming every
-// differing key, or a warning on `log` when allow_mismatch. A file without the metadata (from
+// differing key (checked before the shapes), or a warning on `log` when allow_mismatch. A file without the metadata (from
 // another tool) is checked by names and shapes only, and `log` says so.
 struct ModelCheck {
   const config::ModelConfig* expected = nullptr;

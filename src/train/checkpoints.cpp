@@ -4,6 +4,7 @@
 #include <charconv>
 
 #include "common/error.hpp"
+#include "common/finite.hpp"
 #include "common/strings.hpp"
 #include "io/safetensors.hpp"
 
@@ -21,20 +22,19 @@ std::int64_t step_of(std::string_view name) {
   return ec == std::errc() && ptr == end && step >= 0 ? step : -1;
 }
 
-// "; pass --resume-from step_N to continue from it (step N)" for the newest intact checkpoint
-// other than `skip`, or the advice to start over when there is none.
-std::string alternative(const fs::path& root, const std::string& skip) {
+}  // namespace
+
+std::string newest_intact_hint(const fs::path& root, std::int64_t before_step) {
   const auto all = list_checkpoints(root);
   for (auto it = all.rbegin(); it != all.rend(); ++it) {
-    if (it->name == skip) continue;
+    if (before_step >= 0 && it->step >= before_step) continue;
     if (checkpoint_problem(it->path).empty())
-      return cat("; the newest intact checkpoint is ", it->name, ": pass --resume-from ", it->name,
-                 " to continue from step ", it->step);
+      return cat("; the newest intact checkpoint", before_step >= 0 ? " before it" : "", " is ", it->name,
+                 ": pass --resume-from ", it->name, " to continue from step ", it->step);
   }
-  return "; no intact checkpoint is left in " + root.string() + " (start over with --force)";
+  return cat("; no intact", before_step >= 0 ? " older" : "", " checkpoint is left in ", root.string(),
+             " (start over with --force)");
 }
-
-}  // namespace
 
 std::vector<CheckpointDir> list_checkpoints(const fs::path& root) {
   std::vector<CheckpointDir> out;
@@ -59,6 +59,10 @@ std::string checkpoint_problem(const fs::path& dir) {
       const auto f = io::SafetensorsFile::open(p);  // validates the whole layout: a cut file fails here
       const auto it = f.metadata().find("step");
       steps[i] = it == f.metadata().end() ? "(none)" : it->second;
+      for (const auto& t : f.tensors())
+        if (io::is_floating(t.dtype))
+          if (const auto bad = find_non_finite(f.to_float32(t)))
+            return cat(p.string(), ": \"", t.name, "\" holds ", describe(*bad));
     } catch (const Error& e) {
       return e.what();
     }
@@ -83,7 +87,7 @@ fs::path resume_checkpoint(const fs::path& root, const std::string& resume_from)
            names.empty() ? std::string("none") : names, ")");
     }
     if (const std::string why = checkpoint_problem(dir); !why.empty())
-      fail(ErrorKind::format, "--resume-from ", resume_from, ": the checkpoint is damaged: ", why, alternative(root, resume_from));
+      fail(ErrorKind::format, "--resume-from ", resume_from, ": the checkpoint is damaged: ", why, newest_intact_hint(root, step_of(resume_from)));
     return dir;
   }
   const fs::path latest = root / "latest";
@@ -92,18 +96,20 @@ fs::path resume_checkpoint(const fs::path& root, const std::string& resume_from)
     if (list_checkpoints(root).empty())
       fail(ErrorKind::usage, "--resume: ", root.parent_path().string(), " has no checkpoint to resume (", latest.string(),
            " is missing)");
-    fail(ErrorKind::format, latest.string(), ": is missing", alternative(root, ""));
+    fail(ErrorKind::format, latest.string(), ": is missing", newest_intact_hint(root));
   }
+  if (!fs::is_regular_file(latest, ec) || fs::file_size(latest, ec) > 4096)
+    fail(ErrorKind::format, latest.string(), ": is not a small file naming a checkpoint", newest_intact_hint(root));
   const std::string name(trim(read_file(latest, 4096)));
-  if (name.empty()) fail(ErrorKind::format, latest.string(), ": is empty", alternative(root, ""));
+  if (name.empty()) fail(ErrorKind::format, latest.string(), ": is empty", newest_intact_hint(root));
   if (step_of(name) < 0)
-    fail(ErrorKind::format, latest.string(), ": names \"", name, "\", which is not a step_N checkpoint directory of ",
-         root.string(), alternative(root, ""));
+    fail(ErrorKind::format, latest.string(), ": names \"", utf8_prefix(name, 200), "\", which is not a step_N checkpoint directory of ",
+         root.string(), newest_intact_hint(root));
   const fs::path dir = root / name;
   if (!fs::is_directory(dir, ec))
-    fail(ErrorKind::format, latest.string(), ": names ", name, ", which does not exist", alternative(root, name));
+    fail(ErrorKind::format, latest.string(), ": names ", name, ", which does not exist", newest_intact_hint(root, step_of(name)));
   if (const std::string why = checkpoint_problem(dir); !why.empty())
-    fail(ErrorKind::format, latest.string(), ": names ", name, ", which is damaged: ", why, alternative(root, name));
+    fail(ErrorKind::format, latest.string(), ": names ", name, ", which is damaged: ", why, newest_intact_hint(root, step_of(name)));
   return dir;
 }
 

@@ -21,8 +21,13 @@ struct CheckpointDir {
 std::vector<CheckpointDir> list_checkpoints(const fs::path& root);
 
 // Empty when `dir` holds a complete checkpoint (model.safetensors and state.safetensors both
-// parse and validate, and record the same step), else what is wrong with it.
+// parse and validate, record the same step and hold only finite values), else what is wrong.
 std::string checkpoint_problem(const fs::path& dir);
+
+// "; the newest intact checkpoint is step_N: pass --resume-from step_N to continue from step N"
+// for the newest intact checkpoint of `root` before `before_step` (any step when negative), or
+// the advice to start over when there is none.
+std::string newest_intact_hint(const fs::path& root, std::int64_t before_step = -1);
 
 // The checkpoint directory `pgolf run --resume` continues from: `resume_from` (a step_N name
 // in `root`) when given, else the one `root`/latest names. Error(usage) when the run has no

@@ -16,9 +16,11 @@
 #include "common/strings.hpp"
 #include "common/version.hpp"
 #include "data/manifest.hpp"
+#include "export/pack.hpp"
 #include "io/safetensors.hpp"
 #include "backend/cpu/cpu_ops.hpp"
 #include "model/params.hpp"
+#include "train/checkpoints.hpp"
 #include "train/schedule.hpp"
 
 namespace pgolf::train {
@@ -45,6 +47,11 @@ constexpr const char* kStateFormat = "pgolf-train-state-v1";
 constexpr const char* kRecoveryKnobs[] = {"optim.muon.lr",   "optim.embed.lr",  "optim.untied_embed_lr",
                                           "optim.head.lr",   "optim.scalar.lr", "train.grad_clip_norm"};
 constexpr int kCheckpointsKept = 2;
+
+// What sizes a training run's memory plan, for the refusal.
+constexpr const char* kMemoryKnobs =
+    "train.batch_tokens, eval.batch_windows, eval.ttt.batch_seqs, train.ema/swa/qat.enabled, "
+    "export.gptq.calibration_batches or the model size (model.*)";
 
 json step_json(const StepRecord& r) {
   return {{"step", r.step},         {"loss", r.loss},         {"lr_scale", r.lr_scale}, {"grad_norm", r.grad_norm},
@@ -93,16 +100,32 @@ const char* stop_reason_name(StopReason r) {
   return "?";
 }
 
+Trainer::BatchSplit Trainer::batch_split(const config::Config& c, int world_size) {
+  const std::int64_t W = world_size, T = c.model.seq_len;
+  BatchSplit b;
+  b.accum = c.train.grad_accum_steps > 0 ? c.train.grad_accum_steps : std::max<std::int64_t>(1, 8 / W);
+  const std::int64_t per_rank = c.train.batch_tokens / (W * b.accum);
+  if (per_rank * W * b.accum != c.train.batch_tokens || per_rank % T != 0 || per_rank == 0)
+    fail(ErrorKind::config, "train.batch_tokens: ", c.train.batch_tokens, " must split into ", W, " rank(s) x ", b.accum,
+         " micro-step(s) of whole sequences of model.seq_len = ", T);
+  b.span = per_rank + 1;
+  b.micro_seqs = per_rank / T;
+  // Room for the training micro-batch and for the final evaluation (windows, TTT sequences).
+  b.max_batch = std::max(static_cast<int>(b.micro_seqs), eval::eval_model_batch(eval::eval_options(c)));
+  return b;
+}
+
+std::string Trainer::check_memory(const config::Config& c, backend::Ops<float>& ops, int world_size) {
+  return backend::check_memory_plan(memory_plan(c, ops, batch_split(c, world_size).max_batch), ops, kMemoryKnobs);
+}
+
 Trainer::Trainer(const config::Config& c, dist::Communicator& comm, backend::Ops<float>& ops, RunPaths paths)
     : cfg_(c), train_(c.train), comm_(comm), ops_(ops), paths_(std::move(paths)) {
   const std::int64_t W = comm_.world_size(), T = c.model.seq_len;
-  accum_ = c.train.grad_accum_steps > 0 ? c.train.grad_accum_steps : std::max<std::int64_t>(1, 8 / W);
-  const std::int64_t per_rank = c.train.batch_tokens / (W * accum_);
-  if (per_rank * W * accum_ != c.train.batch_tokens || per_rank % T != 0 || per_rank == 0)
-    fail(ErrorKind::config, "train.batch_tokens: ", c.train.batch_tokens, " must split into ", W, " rank(s) x ", accum_,
-         " micro-step(s) of whole sequences of model.seq_len = ", T);
-  span_ = per_rank + 1;
-  micro_seqs_ = per_rank / T;
+  const BatchSplit split = batch_split(c, comm_.world_size());
+  accum_ = split.accum;
+  span_ = split.span;
+  micro_seqs_ = split.micro_seqs;
   // Full GPTQ calibrating on train data does so inside the training budget (SPEC 5.2): the
   // cap that stops training and drives the wall-clock schedules leaves export.gptq.reserve_s.
   if (c.export_.enabled && c.export_.int6_method == config::Int6Method::gptq &&
@@ -127,10 +150,8 @@ Trainer::Trainer(const config::Config& c, dist::Communicator& comm, backend::Ops
                  static_cast<long long>(W * accum_ * span_));
   val_ = std::make_unique<eval::ValStream>(eval::load_val_stream(c));
 
-  // Room for the training micro-batch and for the final evaluation (windows, TTT sequences).
-  const int max_batch = std::max(static_cast<int>(micro_seqs_), eval::eval_model_batch(eval::eval_options(c)));
-  memory_line_ = backend::check_memory_plan(memory_plan(c, ops_, max_batch), ops_,
-                                            "train.batch_tokens, eval.batch_windows or the model size (model.*)");
+  const int max_batch = split.max_batch;
+  memory_line_ = backend::check_memory_plan(memory_plan(c, ops_, max_batch), ops_, kMemoryKnobs);
   std::fprintf(stderr, "%s\n", memory_line_.c_str());
   model_ = std::make_unique<model::Model<float>>(c.model, ops_, max_batch, static_cast<int>(T));
   optimizer_ = std::make_unique<optim::Optimizer<float>>(model_->table(), c.optim, c.model.tie_embeddings, ops_);
@@ -164,7 +185,11 @@ backend::MemoryPlan Trainer::memory_plan(const config::Config& c, backend::Ops<f
   plan.add("EMA/SWA/QAT copies", copy * ((c.train.ema.enabled ? 1 : 0) + (c.train.swa.enabled ? 1 : 0) +
                                          (c.train.qat.enabled ? 1 : 0)));
   plan.add("activations", f.arena + f.tables);
-  plan.add("final evaluation", eval::eval_extra_bytes(c.model, eval::eval_options(c)));
+  // After training, the final evaluation's buffers and then GPTQ's calibration model come and go
+  // one after the other beside everything above: the larger of the two counts.
+  const std::uint64_t eval_extra = eval::eval_extra_bytes(c.model, eval::eval_options(c));
+  const std::uint64_t calibration = c.export_.enabled ? exporter::calibration_bytes(c, ops) : 0;
+  plan.add(calibration > eval_extra ? "GPTQ calibration" : "final evaluation", std::max(eval_extra, calibration));
   return plan;
 }
 
@@ -280,6 +305,7 @@ StepRecord Trainer::step() {
 
 void Trainer::diverged(const std::string& what, const LoaderPosition& before) {
   // The weights and optimizer state are still those before this step; rewind the data too.
+  failed_step_ = step_ + 1;
   fs::path saved;
   if (!paths_.dir.empty()) {
     loader_->seek(before);
@@ -318,58 +344,58 @@ StopReason Trainer::run(const std::function<bool()>& stop_requested) {
     log(cat("wall-clock cap ", fixed(tc.wallclock_cap_s, 1), " s: train.wallclock_cap_s less export.gptq.reserve_s = ",
             fixed(cfg_.export_.gptq.reserve_s, 1), " s for GPTQ calibration"));
   StopReason reason = StopReason::completed;
-  while (step_ < tc.iterations) {
-    if (tc.wallclock_cap_s > 0 && comm_.any(elapsed_s_ >= tc.wallclock_cap_s)) {
-      reason = StopReason::wallclock_cap;
-      log(cat("stopping at the wall-clock cap: ", fixed(elapsed_s_, 1), " s after ", step_, " steps"));
-      break;
+  // A non-finite loss or gradient (step()) or state (save_checkpoint()) ends the run here.
+  try {
+    while (step_ < tc.iterations) {
+      if (tc.wallclock_cap_s > 0 && comm_.any(elapsed_s_ >= tc.wallclock_cap_s)) {
+        reason = StopReason::wallclock_cap;
+        log(cat("stopping at the wall-clock cap: ", fixed(elapsed_s_, 1), " s after ", step_, " steps"));
+        break;
+      }
+      const StepRecord r = step();
+      const double tok_s = static_cast<double>(tc.batch_tokens) / (r.step_ms / 1e3);
+      double eta = (elapsed_s_ / static_cast<double>(step_)) * static_cast<double>(tc.iterations - step_);
+      if (tc.wallclock_cap_s > 0) eta = std::min(eta, std::max(tc.wallclock_cap_s - elapsed_s_, 0.0));
+      const std::string line = cat("step ", step_, "/", tc.iterations, " loss ", fixed(r.loss, 4), " lr_scale ",
+                                   fixed(r.lr_scale, 3), " grad_norm ", fixed(r.grad_norm, 3), " ", fixed(r.step_ms, 0),
+                                   " ms ", with_commas(static_cast<std::uint64_t>(tok_s)), " tok/s ETA ", fixed(eta, 0), " s");
+      if (step_ <= 10 || (tc.log_every > 0 && step_ % tc.log_every == 0) || step_ == tc.iterations) {
+        if (tty && comm_.rank() == 0) std::printf("\r\033[K");
+        log(line);
+      } else if (tty && comm_.rank() == 0) {
+        std::printf("\r\033[K%s", line.c_str());
+        std::fflush(stdout);
+      }
+      if (tc.val_every > 0 && step_ % tc.val_every == 0 && step_ < tc.iterations) validate();
+      // Periodic checkpoints (by steps or by training time) while training goes on; their time
+      // counts in the training time (and so in the cap and the ETA).
+      const bool continues = step_ < tc.iterations && !(tc.wallclock_cap_s > 0 && elapsed_s_ >= tc.wallclock_cap_s);
+      const bool by_steps = tc.checkpoint_every > 0 && step_ % tc.checkpoint_every == 0;
+      const bool by_time = tc.checkpoint_every_s > 0 && elapsed_s_ - last_save_elapsed_s_ >= tc.checkpoint_every_s;
+      if (continues && (by_steps || by_time)) {
+        const auto t0 = std::chrono::steady_clock::now();
+        const fs::path saved = save_checkpoint();
+        const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        elapsed_s_ += dt;
+        last_save_elapsed_s_ = elapsed_s_;
+        log(cat("checkpoint ", saved.filename().string(), " saved in ", fixed(dt, 2), " s (",
+                by_steps ? cat("every ", tc.checkpoint_every, " steps") : cat("every ", fixed(tc.checkpoint_every_s, 0), " s"),
+                "; counted in the training time)"));
+      }
+      if (comm_.any(stop_requested())) {
+        const fs::path saved = save_checkpoint();
+        log(cat("interrupted after step ", step_, "; the state is saved in ", saved.string()));
+        return StopReason::interrupted;
+      }
     }
-    StepRecord r;
-    try {
-      r = step();
-    } catch (const Error& e) {
-      if (e.kind() != ErrorKind::diverged) throw;
-      divergence_ = Divergence{step_ + 1, e.what(), history_.empty() ? std::nan("") : history_.back().loss,
-                               history_.empty() ? 0 : history_.back().step + 1};
-      log(cat("diverged: ", e.what()));
-      return StopReason::diverged;
-    }
-    const double tok_s = static_cast<double>(tc.batch_tokens) / (r.step_ms / 1e3);
-    double eta = (elapsed_s_ / static_cast<double>(step_)) * static_cast<double>(tc.iterations - step_);
-    if (tc.wallclock_cap_s > 0) eta = std::min(eta, std::max(tc.wallclock_cap_s - elapsed_s_, 0.0));
-    const std::string line = cat("step ", step_, "/", tc.iterations, " loss ", fixed(r.loss, 4), " lr_scale ",
-                                 fixed(r.lr_scale, 3), " grad_norm ", fixed(r.grad_norm, 3), " ", fixed(r.step_ms, 0),
-                                 " ms ", with_commas(static_cast<std::uint64_t>(tok_s)), " tok/s ETA ", fixed(eta, 0), " s");
-    if (step_ <= 10 || (tc.log_every > 0 && step_ % tc.log_every == 0) || step_ == tc.iterations) {
-      if (tty && comm_.rank() == 0) std::printf("\r\033[K");
-      log(line);
-    } else if (tty && comm_.rank() == 0) {
-      std::printf("\r\033[K%s", line.c_str());
-      std::fflush(stdout);
-    }
-    if (tc.val_every > 0 && step_ % tc.val_every == 0 && step_ < tc.iterations) validate();
-    // Periodic checkpoints (by steps or by training time) while training goes on; their time
-    // counts in the training time (and so in the cap and the ETA).
-    const bool continues = step_ < tc.iterations && !(tc.wallclock_cap_s > 0 && elapsed_s_ >= tc.wallclock_cap_s);
-    const bool by_steps = tc.checkpoint_every > 0 && step_ % tc.checkpoint_every == 0;
-    const bool by_time = tc.checkpoint_every_s > 0 && elapsed_s_ - last_save_elapsed_s_ >= tc.checkpoint_every_s;
-    if (continues && (by_steps || by_time)) {
-      const auto t0 = std::chrono::steady_clock::now();
-      const fs::path saved = save_checkpoint();
-      const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      elapsed_s_ += dt;
-      last_save_elapsed_s_ = elapsed_s_;
-      log(cat("checkpoint ", saved.filename().string(), " saved in ", fixed(dt, 2), " s (",
-              by_steps ? cat("every ", tc.checkpoint_every, " steps") : cat("every ", fixed(tc.checkpoint_every_s, 0), " s"),
-              "; counted in the training time)"));
-    }
-    if (comm_.any(stop_requested())) {
-      const fs::path saved = save_checkpoint();
-      log(cat("interrupted after step ", step_, "; the state is saved in ", saved.string()));
-      return StopReason::interrupted;
-    }
+    save_checkpoint();
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::diverged) throw;
+    divergence_ = Divergence{failed_step_, e.what(), history_.empty() ? std::nan("") : history_.back().loss,
+                             history_.empty() ? 0 : history_.back().step + 1};
+    log(cat("diverged: ", e.what()));
+    return StopReason::diverged;
   }
-  save_checkpoint();
   if (validations_.empty() || validations_.back().step != step_) validate();
   return reason;
 }
@@ -383,23 +409,40 @@ fs::path Trainer::save_checkpoint() {
   std::snprintf(name, sizeof name, "step_%07lld", static_cast<long long>(step_));
   const fs::path root = paths_.checkpoints(), final_dir = root / name, tmp = root / cat(".tmp-", name, "-", ::getpid());
   if (last_saved_step_ == step_ && fs::exists(final_dir / "state.safetensors")) return final_dir;  // already saved
+
+  // Everything on the host first, checked: a state with NaN/Inf (an update that overflowed
+  // while its loss was still finite) is never saved, so `latest` keeps naming a usable one.
+  const std::vector<float> weights = model_->params_host();
+  std::vector<std::pair<std::string, std::vector<float>>> state;
+  auto take = [&](const std::string& tensor, const float* device, std::size_t count) {
+    std::vector<float> host(count);
+    ops_.to_host(host.data(), device, count * sizeof(float));
+    state.emplace_back(tensor, std::move(host));
+  };
+  for (const auto& s : optimizer_->state()) take("optim." + s.name, s.data, s.count);
+  if (ema_) take("ema", ema_.get(), n);
+  if (swa_sum_) take("swa_sum", swa_sum_.get(), n);
+  auto refuse = [&](const std::string& what, const NonFinite& bad) {
+    failed_step_ = step_;  // the step whose update produced it
+    fail(ErrorKind::diverged, "after step ", step_, ": ", what, " holds ", describe(bad),
+         "; training stopped without saving it", newest_intact_hint(root, step_ + 1),
+         " (lower the learning rates (optim.*.lr) or train.grad_clip_norm)");
+  };
+  for (const auto& p : table.specs())
+    if (const auto bad = find_non_finite(std::span<const float>(weights).subspan(p.offset, p.numel())))
+      refuse(cat("the weight \"", p.name, "\""), *bad);
+  for (const auto& [tensor, values] : state)
+    if (const auto bad = find_non_finite(values)) refuse(cat("the training state \"", tensor, "\""), *bad);
+
   std::error_code ec;
   fs::remove_all(tmp, ec);
   fs::create_directories(tmp, ec);
   if (ec) fail(ErrorKind::io, tmp.string(), ": cannot create directory: ", ec.message());
-
   const json model_cfg = config::to_json(cfg_)["model"];
-  model::save_checkpoint(tmp / "model.safetensors", table, model_->params_host(),
+  model::save_checkpoint(tmp / "model.safetensors", table, weights,
                          {{"format", "pgolf-params-v1"}, {"step", std::to_string(step_)}, {"model_config", dump_json(model_cfg)}});
   io::SafetensorsWriter w;
-  auto add = [&](const std::string& tensor, const float* device, std::size_t count) {
-    std::vector<float> host(count);
-    ops_.to_host(host.data(), device, count * sizeof(float));
-    w.add_f32(tensor, {static_cast<std::int64_t>(count)}, host);
-  };
-  for (const auto& s : optimizer_->state()) add("optim." + s.name, s.data, s.count);
-  if (ema_) add("ema", ema_.get(), n);
-  if (swa_sum_) add("swa_sum", swa_sum_.get(), n);
+  for (const auto& [tensor, values] : state) w.add_f32(tensor, {static_cast<std::int64_t>(values.size())}, values);
   json history = json::array(), vals = json::array();
   for (const auto& r : history_) history.push_back(step_json(r));
   for (const auto& v : validations_) vals.push_back({{"step", v.step}, {"val_loss", v.val_loss}, {"val_bpb", v.val_bpb}});

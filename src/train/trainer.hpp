@@ -69,6 +69,15 @@ class Trainer {
   // Everything a Trainer allocates on its backend for `c`, with room for max_batch sequences:
   // the model, the optimizer state, the weight averages and the final evaluation's buffers.
   static backend::MemoryPlan memory_plan(const config::Config& c, backend::Ops<float>& ops, int max_batch);
+  // How train.batch_tokens splits over ranks and accumulation steps (Error(config) when it does
+  // not), and the model batch a Trainer allocates for it.
+  struct BatchSplit {
+    std::int64_t accum = 1, span = 0, micro_seqs = 0;
+    int max_batch = 0;
+  };
+  static BatchSplit batch_split(const config::Config& c, int world_size);
+  // The check the constructor makes, for callers that must know before touching anything.
+  static std::string check_memory(const config::Config& c, backend::Ops<float>& ops, int world_size);
   // "memory: ... planned on ...; ... available", as printed at construction.
   const std::string& memory_line() const { return memory_line_; }
 
@@ -153,6 +162,7 @@ class Trainer {
   std::string memory_line_;
   std::optional<Divergence> divergence_;
   double last_save_elapsed_s_ = 0.0;  // training time at the last periodic checkpoint
+  std::int64_t failed_step_ = 0;      // the step a divergence is charged to
 };
 
 // Process-wide stop request set by SIGINT / SIGTERM: the run finishes its step, saves and

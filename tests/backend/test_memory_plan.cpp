@@ -10,6 +10,7 @@
 #include "data/bpb.hpp"
 #include "dist/communicator.hpp"
 #include "eval/evaluator.hpp"
+#include "export/pack.hpp"
 #include "model/model.hpp"
 #include "optim/optimizer.hpp"
 #include "support/test_support.hpp"
@@ -66,6 +67,23 @@ TEST(MemoryPlan, TheTrainerPlanIsThePeakOfTrainingAndTheFinalEvaluation) {
   o.progress = false;
   const eval::ValStream stream = eval::load_val_stream(c);
   eval::evaluate(trainer.model(), stream, trainer.byte_tables(), o);
+  EXPECT_EQ(ops.peak_bytes(), plan.total()) << plan.summary();
+}
+
+// With full GPTQ the calibration model and its Hessians come after training, beside it.
+TEST(MemoryPlan, TheTrainerPlanCoversFullGptqCalibration) {
+  const config::Config c = tiny({"export.int6_method=gptq", "export.gptq.calibration_batches=6"});
+  backend::CpuOps<float> ops;
+  dist::LocalCommunicator comm;
+  const backend::MemoryPlan plan =
+      train::Trainer::memory_plan(c, ops, train::Trainer::batch_split(c, 1).max_batch);
+  EXPECT_EQ(plan.parts().back().name, "GPTQ calibration") << plan.summary();
+  train::Trainer trainer(c, comm, ops, train::RunPaths{});
+  trainer.init_weights(1);
+  const std::vector<float> weights = trainer.export_weights();
+  const exporter::Hessians h =
+      exporter::calibrate(c, weights, ops, [&](std::int64_t n) { return trainer.take_train_tokens(n); }, nullptr);
+  EXPECT_EQ(h.size(), 4u * 6u) << "c_q, c_k, c_v, proj, fc and mlp proj of 4 blocks";
   EXPECT_EQ(ops.peak_bytes(), plan.total()) << plan.summary();
 }
 

@@ -174,6 +174,7 @@ TEST(CheckpointMetadata, EvaluatingWithAnotherModelConfigIsExit3NamingTheKeys) {
   const auto p = run_pgolf({"pack", "-c", kTiny, "--checkpoint", ckpt.string(), "-o", (dir / "a.pgolf").string(), "--set",
                             "model.xsa_last_n=1"});
   EXPECT_EQ(p.exit_code, 3) << p.err;
+  EXPECT_TRUE(contains(p.err, ckpt.string() + ": was trained with a different model config")) << p.err;
   EXPECT_TRUE(contains(p.err, "model.xsa_last_n")) << p.err;
   EXPECT_FALSE(fs::exists(dir / "a.pgolf"));
 }
@@ -235,6 +236,16 @@ TEST(ShardManifest, PrepareRecordsTheTokenizerHashAndReadersCheckIt) {
   auto r = run_pgolf(run);
   EXPECT_EQ(r.exit_code, 4) << r.err;
   EXPECT_TRUE(contains(r.err, "data.train_files")) << r.err;
+
+  manifest["tokenizer_sha256"] = 12;
+  test::write_bytes(out / "manifest.json", manifest.dump(2));
+  e = run_pgolf(eval_args);
+  EXPECT_EQ(e.exit_code, 4) << e.err;
+  EXPECT_TRUE(contains(e.err, (out / "manifest.json").string() + ": \"tokenizer_sha256\" is not a string")) << e.err;
+  test::write_bytes(out / "manifest.json", "{ not json");
+  e = run_pgolf(eval_args);
+  EXPECT_EQ(e.exit_code, 4) << e.err;
+  EXPECT_TRUE(contains(e.err, (out / "manifest.json").string())) << e.err;
 
   // A manifest of an older pgolf (no hash) is checked by vocabulary size.
   manifest.erase("tokenizer_sha256");
@@ -326,6 +337,29 @@ TEST(DivergedRun, LeavesResultsACurveAndALogEndingWithTheMessageAndResumesFromAn
   EXPECT_EQ(done["steps"], 6);
 }
 
+TEST(DivergedRun, NonFiniteWeightsAreNeverSavedSoLatestStaysUsable) {
+  test::TempDir dir;
+  const fs::path out = dir / "run";
+  ASSERT_EQ(run_pgolf(run_args(out, 2, {"train.checkpoint_every=1", "export.enabled=false"})).exit_code, 0);
+  // A learning rate beyond float32's range turns step 3's update into Inf/NaN weights while its
+  // loss (computed before the update) is still finite.
+  const auto r = run_pgolf({"run", "--resume", "--out", out.string(), "--set", "train.iterations=5", "--set",
+                            "train.checkpoint_every=1", "--set", "optim.scalar.lr=1e39", "--set", "optim.embed.lr=1e39",
+                            "--set", "train.grad_clip_norm=0"});
+  ASSERT_EQ(r.exit_code, 8) << r.err;
+  EXPECT_TRUE(contains(r.err, "after step 3: the weight \"")) << r.err;
+  EXPECT_TRUE(contains(r.err, "training stopped without saving it")) << r.err;
+  EXPECT_TRUE(contains(r.err, "--resume-from step_0000002")) << r.err;
+  const json res = json::parse(test::read_bytes(out / "results.json"));
+  EXPECT_EQ(res["status"], "diverged");
+  EXPECT_EQ(res["diverged_at_step"], 3) << "the step whose update broke the weights";
+  EXPECT_EQ(std::string(trim(test::read_bytes(out / "checkpoints/latest"))), "step_0000002");
+  // So a plain --resume (with sane rates) just works.
+  const auto again = run_pgolf({"run", "--resume", "--out", out.string(), "--set", "train.iterations=4", "--set",
+                                "optim.scalar.lr=0.01", "--set", "optim.embed.lr=0.01"});
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+}
+
 // ----- 7: checkpoint pointers -----------------------------------------------------------------
 
 class CheckpointPointers : public ::testing::Test {
@@ -389,11 +423,45 @@ TEST_F(CheckpointPointers, ATruncatedNewestCheckpointPointsToTheOlderOne) {
   EXPECT_TRUE(contains(r.err, "--resume-from step_0000001 to continue from step 1")) << r.err;
   r = resume({"--resume-from", "step_0000002"});
   EXPECT_EQ(r.exit_code, 5) << r.err;
+  EXPECT_TRUE(contains(r.err, "--resume-from step_0000002: the checkpoint is damaged")) << r.err;
+  EXPECT_TRUE(contains(r.err, "the newest intact checkpoint before it is step_0000001")) << r.err;
   r = resume({"--resume-from", "../step_0000001"});
   EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_TRUE(contains(r.err, "--resume-from ../step_0000001: expected the name of a checkpoint directory")) << r.err;
   r = resume({"--resume-from", "step_0000001"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(json::parse(test::read_bytes(out_ / "results.json"))["steps"], 3);
+}
+
+TEST_F(CheckpointPointers, ANonFiniteStateTensorMakesACheckpointDamaged) {
+  // A checkpoint written by another tool, or by hand: an EMA holding an Inf.
+  const fs::path state = ck() / "step_0000002/state.safetensors";
+  poke_checkpoint(state, state, "ema", 5, std::numeric_limits<float>::infinity());
+  const auto r = resume();
+  EXPECT_EQ(r.exit_code, 5) << r.err;
+  EXPECT_TRUE(contains(r.err, "\"ema\" holds +Inf at index 5")) << r.err;
+  EXPECT_TRUE(contains(r.err, "--resume-from step_0000001")) << r.err;
+}
+
+TEST_F(CheckpointPointers, AFreshRunNeverOverwritesAndForceChecksBeforeDeleting) {
+  // Checkpoints without `latest` are still a run.
+  fs::remove(ck() / "latest");
+  auto r = run_pgolf(run_args(out_, 2));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_TRUE(contains(r.err, "already holds a run (checkpoints up to step_0000002)")) << r.err;
+  // --force with a new config that cannot run keeps the old run.
+  r = run_pgolf({"run", kTiny, "--out", out_.string(), "--force", "--set", "train.batch_tokens=268435456"});
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_TRUE(fs::exists(out_ / "results.json"));
+  EXPECT_TRUE(fs::exists(ck() / "step_0000002"));
+  r = run_pgolf(run_args(out_, 1, {"export.enabled=false"}));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  auto forced = run_args(out_, 1, {"export.enabled=false"});
+  forced.push_back("--force");
+  r = run_pgolf(forced);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, "removed the previous run's outputs")) << r.err;
+  EXPECT_EQ(json::parse(test::read_bytes(out_ / "results.json"))["steps"], 1);
 }
 
 TEST_F(CheckpointPointers, PeriodicCheckpointsAreLoggedAndCountInTheTrainingTime) {
@@ -528,6 +596,7 @@ TEST(StartUp, OneSummaryLineByDefaultTheTablesWithVerboseAndInLayoutTxt) {
   EXPECT_TRUE(contains(layout, "step0.attn.q_rope")) << "every arena buffer: " << layout;
   // results.json leads with the number a competitor reports: the artifact's val_bpb.
   const json res = json::parse(test::read_bytes(out / "results.json"));
+  EXPECT_EQ(res.begin().key(), "val_bpb") << "the first key of the file";
   EXPECT_EQ(res["val_bpb"], res["roundtrip_eval"]["val_bpb"]);
   EXPECT_EQ(res["artifact_bytes"], res["export"]["artifact_bytes"]);
   EXPECT_TRUE(contains(res["val_bpb_of"], "artifact"));

@@ -113,9 +113,15 @@ TEST(EvalCommand, MismatchesAreClearErrors) {
   test::TempDir dir;
   const auto ckpt = dir / "init.safetensors";
   ASSERT_EQ(run_pgolf({"init", "-c", kTiny, "-o", ckpt.string()}).exit_code, 0);
-  // A checkpoint of another shape: exit 5, naming the file and the first differences.
+  // A checkpoint of another model: exit 3 naming the key its recorded model config differs in;
+  // and when that is allowed, the shapes still cannot differ: exit 5, naming the file and the
+  // first differences.
   auto r = run_pgolf({"eval", "-c", kTiny, "--set", "model.model_dim=64", "--checkpoint", ckpt.string(), "--set",
                       "data.val_max_tokens=1025"});
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("model.model_dim = 128 in the checkpoint, 64 in the config"), std::string::npos) << r.err;
+  r = run_pgolf({"eval", "-c", kTiny, "--set", "model.model_dim=64", "--checkpoint", ckpt.string(), "--set",
+                 "data.val_max_tokens=1025", "--allow-config-mismatch"});
   EXPECT_EQ(r.exit_code, 5) << r.err;
   EXPECT_NE(r.err.find(ckpt.string()), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("tok_emb.weight"), std::string::npos) << r.err;

@@ -128,6 +128,30 @@ TEST(EvalModes, CausalSlotFitsEachWindowAlone) {
 
 // SPEC 6.3: chunk 0 is scored before any update, so its windows score exactly as plain
 // sliding; later chunks see trained weights; frozen blocks never move; the weights end moved.
+// The end of the last target chunk 0's windows score (windows whose first scored target is
+// below eval.ttt.chunk_tokens).
+std::int64_t chunk_zero_end(const test::EvalFixture& f, const eval::EvalOptions& o, std::int64_t targets) {
+  std::int64_t end = 0;
+  for (const auto& w : eval::sliding_windows(targets, static_cast<int>(f.config.model.seq_len), o.stride))
+    if (w.start + w.score_from < o.ttt.chunk_tokens) end = w.start + w.length;
+  return end;
+}
+
+// With one window per batch, TTT's chunk 0 is batched exactly as the plain run, so it must
+// score bit for bit the same: nothing TTT does before the first update touches the scores.
+TEST(EvalModes, TttChunkZeroIsBitIdenticalWhenBatchedAlike) {
+  const test::EvalFixture f = test::EvalFixture::golden({"eval.batch_windows=1"});
+  const eval::EvalResult plain = f.run(f.options());
+  eval::EvalOptions o = f.options();
+  o.ttt.enabled = true;
+  const eval::EvalResult r = f.run(o);
+  const std::int64_t chunk0_end = chunk_zero_end(f, o, r.targets);
+  ASSERT_GE(chunk0_end, o.ttt.chunk_tokens);
+  for (std::int64_t t = 0; t < chunk0_end; ++t)
+    ASSERT_TRUE(bits_equal(r.nll[static_cast<std::size_t>(t)], plain.nll[static_cast<std::size_t>(t)])) << t;
+  EXPECT_NE(r.nll.back(), plain.nll.back()) << "the last chunk is scored after training";
+}
+
 TEST(EvalModes, TttScoresEachChunkBeforeTrainingOnIt) {
   const test::EvalFixture f = test::EvalFixture::golden({"eval.ttt.freeze_blocks=1"});
   const eval::EvalResult plain = f.run(f.options());
@@ -141,13 +165,8 @@ TEST(EvalModes, TttScoresEachChunkBeforeTrainingOnIt) {
   const eval::EvalResult r = eval::evaluate(net, f.stream, f.tables, o);
   EXPECT_EQ(r.chunks, 3);
   EXPECT_EQ(r.ttt_steps, 2 * 2 * 3) << "2 trained chunks x 2 epochs x ceil(8 sequences / 3)";
-  const std::int64_t C = o.ttt.chunk_tokens;
-  // Chunk 0's windows (first scored target < C) score targets up to the end of the last one.
-  const auto plan = eval::sliding_windows(r.targets, static_cast<int>(f.config.model.seq_len), o.stride);
-  std::int64_t chunk0_end = 0;
-  for (const auto& w : plan)
-    if (w.start + w.score_from < C) chunk0_end = w.start + w.length;
-  ASSERT_GE(chunk0_end, C);
+  const std::int64_t chunk0_end = chunk_zero_end(f, o, r.targets);
+  ASSERT_GE(chunk0_end, o.ttt.chunk_tokens);
   // Bit for bit where TTT batches chunk 0's windows as the plain run does; the last batch of a
   // chunk holds fewer windows, and OpenBLAS's threaded GEMM may round a row differently for
   // another row count (seen on AMD EPYC with 2 threads), so the bound is float32 noise, three
