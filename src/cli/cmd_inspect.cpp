@@ -217,13 +217,11 @@ void inspect_checkpoint(const CheckpointOptions& o) {
   row("tensors", cat(st.tensors().size(), ", ", count(params), " elements, ", human_bytes(static_cast<std::uint64_t>(stored))));
   for (const auto& [k, v] : st.metadata()) row(("meta " + k).c_str(), v);
   // The loaders refuse NaN/Inf weights; inspecting is where a damaged checkpoint is diagnosed.
-  std::vector<std::string> non_finite;
-  for (const auto& t : st.tensors())
-    if (io::is_floating(t.dtype))
-      if (const auto bad = find_non_finite(st.to_float32(t))) non_finite.push_back(cat("\"", t.name, "\" ", describe(*bad)));
+  const auto non_finite = io::non_finite_tensors(st);
   row("finite", non_finite.empty() ? std::string("every floating-point value")
                                    : cat("NO: ", non_finite.size(), " tensor(s) hold NaN/Inf (pgolf eval, pack and resume "
-                                         "refuse this file); the first: ", non_finite.front()));
+                                         "refuse this file); the first: \"", non_finite.front().first, "\" ",
+                                         describe(non_finite.front().second)));
   std::printf("\n  %-44s %-5s %-18s %12s", "name", "dtype", "shape", "elements");
   if (o.stats) std::printf(" %12s %12s %12s %12s", "min", "max", "mean", "rms");
   std::printf("\n");

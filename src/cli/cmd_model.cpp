@@ -135,9 +135,10 @@ void run_bench(const BenchOptions& o) {
   const int T = static_cast<int>(c.model.seq_len);
   const std::int64_t accum = c.train.grad_accum_steps > 0 ? c.train.grad_accum_steps : 8;
   const int batch = o.batch > 0 ? o.batch : static_cast<int>(std::max<std::int64_t>(1, c.train.batch_tokens / T / accum));
+  const model::ParamTable table(c.model);
   check_model_memory(ops, c.model, batch, T, model::ModelMode::training,
-                     {{"optimizer state", optim::Optimizer<float>::planned_bytes(model::ParamTable(c.model))},
-                      {"EMA copy", model::ParamTable(c.model).total() * sizeof(float)}},
+                     {{"optimizer state", optim::Optimizer<float>::planned_bytes(table)},
+                      {"EMA copy", table.total() * sizeof(float)}},
                      "--batch (default: train.batch_tokens / seq_len / accumulation steps) or the model size (model.*)");
   model::Model<float> net(c.model, ops, batch, T);
   std::vector<float> params;

@@ -116,9 +116,7 @@ void run_main(RunOptions o) {
 
   dist::LocalCommunicator comm;
   train::Trainer trainer(c, comm, ops, paths);
-  std::fprintf(stderr, "%s; %s\n", trainer.model().layout_summary().c_str(),
-               o.cfg.verbose ? "the tables:" : "the tables are in layout.txt (or use --verbose)");
-  if (o.cfg.verbose) trainer.model().print_layout(stderr, false);
+  print_model_layout(trainer.model(), o.cfg.verbose, "the tables are in layout.txt, or use --verbose");
   write_file_atomic(dir / "layout.txt", cat(trainer.memory_line(), "\n", trainer.model().layout_text()));
   if (resuming) {
     trainer.resume(resume_from);

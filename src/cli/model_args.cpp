@@ -57,17 +57,12 @@ std::unique_ptr<backend::Ops<float>> make_backend(const config::Config& c) {
 
 void check_model_memory(backend::Ops<float>& ops, const config::ModelConfig& m, int batch, int seq, model::ModelMode mode,
                         const std::vector<backend::MemoryPlan::Part>& extra, const std::string& knobs) {
-  const model::ModelFootprint f = model::Model<float>::plan(m, ops, batch, seq, mode);
-  backend::MemoryPlan plan;
-  plan.add("parameters", f.params);
-  plan.add("gradients", f.grads);
-  for (const auto& part : extra) plan.add(part.name, part.bytes);
-  plan.add("activations", f.arena + f.tables);
+  const backend::MemoryPlan plan = model::memory_plan(model::Model<float>::plan(m, ops, batch, seq, mode), extra);
   std::fprintf(stderr, "%s\n", backend::check_memory_plan(plan, ops, knobs).c_str());
 }
 
-void print_model_layout(const model::Model<float>& net, bool verbose) {
-  std::fprintf(stderr, "%s%s\n", net.layout_summary().c_str(), verbose ? "" : " (--verbose prints the tables)");
+void print_model_layout(const model::Model<float>& net, bool verbose, const char* tables_hint) {
+  std::fprintf(stderr, "%s%s\n", net.layout_summary().c_str(), verbose ? "" : cat(" (", tables_hint, ")").c_str());
   if (verbose) net.print_layout(stderr, true);
 }
 

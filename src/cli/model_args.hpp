@@ -40,8 +40,10 @@ std::unique_ptr<backend::Ops<float>> make_backend(const config::Config& c);
 void check_model_memory(backend::Ops<float>& ops, const config::ModelConfig& m, int batch, int seq, model::ModelMode mode,
                         const std::vector<backend::MemoryPlan::Part>& extra, const std::string& knobs);
 
-// The start-up description of a model: the one-line summary, and with `verbose` its tables.
-void print_model_layout(const model::Model<float>& net, bool verbose);
+// The start-up description of a model: the one-line summary (ending with `tables_hint` unless
+// verbose), and with `verbose` its tables.
+void print_model_layout(const model::Model<float>& net, bool verbose,
+                        const char* tables_hint = "--verbose prints the tables");
 
 // Prints an export's sizes against the budget, its treatment per scheme and its timings.
 void print_export_result(const exporter::ExportResult& r, const config::ExportConfig& e, const std::string& path);

@@ -330,7 +330,10 @@ std::vector<KeyDifference> section_differences(const json& recorded, const json&
   const json a = recorded.flatten(), b = now.flatten();
   auto key = [&](const std::string& pointer) {
     std::string k = section;
-    for (char ch : pointer) k += ch == '/' ? '.' : ch;
+    for (char ch : pointer) {
+      if (ch != '/') k += ch;
+      else if (!k.empty()) k += '.';
+    }
     return k;
   };
   std::map<std::string, KeyDifference> out;  // sorted by key
@@ -350,6 +353,19 @@ std::string describe_differences(const std::vector<KeyDifference>& diffs, const 
     text += cat(i ? "; " : "", diffs[i].key, " = ", diffs[i].recorded, " in ", where, ", ", diffs[i].now, " in the config");
   if (diffs.size() > max_listed) text += cat("; and ", diffs.size() - max_listed, " more");
   return text;
+}
+
+void check_recorded_model(const json& recorded, const ModelConfig& now, const std::string& origin, const char* what,
+                          const char* made, bool allow_mismatch, std::FILE* log) {
+  const auto diffs = section_differences(recorded, model_to_json(now), "model");
+  if (diffs.empty()) return;
+  const std::string list = describe_differences(diffs, cat("the ", what));
+  if (!allow_mismatch)
+    fail(ErrorKind::config, origin, ": was ", made, " with a different model config: ", list, "; use the config it was ",
+         made, " with (a run's config.json), or pass --allow-config-mismatch to use this one");
+  if (log != nullptr)
+    std::fprintf(log, "warning: --allow-config-mismatch: %s was %s with another model config (%s); using the config's\n",
+                 origin.c_str(), made, list.c_str());
 }
 
 std::vector<SchemaRow> schema() {

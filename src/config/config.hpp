@@ -5,6 +5,7 @@
 // Fields are declared once, in config.cpp's describe() functions, which drive JSON reading,
 // writing, validation messages and `pgolf inspect config --schema`.
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -325,5 +326,12 @@ std::vector<KeyDifference> section_differences(const json& recorded, const json&
 // "model.xsa_last_n = 2 in <where>, 1 in the config; ..." (the first `max_listed`, then a count).
 std::string describe_differences(const std::vector<KeyDifference>& diffs, const std::string& where,
                                  std::size_t max_listed = 8);
+
+// The check of a model section recorded in weights (a checkpoint's model_config, an artifact's
+// model) against the config's: Error(config) starting with `origin` and naming every differing
+// key, or, with allow_mismatch, a warning on `log` (when not null). `what` names the weights
+// ("checkpoint", "artifact"), `made` how they came to be ("trained", "packed").
+void check_recorded_model(const json& recorded, const ModelConfig& now, const std::string& origin, const char* what,
+                          const char* made, bool allow_mismatch, std::FILE* log);
 
 }  // namespace pgolf::config

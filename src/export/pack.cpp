@@ -46,7 +46,7 @@ std::uint64_t calibration_bytes(const config::Config& c, backend::Ops<float>& op
   if (c.export_.int6_method != config::Int6Method::gptq) return 0;
   const model::ModelFootprint f = model::Model<float>::plan(c.model, ops, calibration_batch(c),
                                                             static_cast<int>(c.model.seq_len), model::ModelMode::inference);
-  return f.params + f.grads + f.tables + f.arena + HessianCollector::planned_bytes(c.model);
+  return f.total() + HessianCollector::planned_bytes(c.model);
 }
 
 Hessians calibrate(const config::Config& c, std::span<const float> weights, backend::Ops<float>& ops,
@@ -279,15 +279,7 @@ void check_artifact_model(const Container& container, const config::Config& c, c
                           bool allow_mismatch, std::FILE* log) {
   if (!container.metadata.is_object() || !container.metadata.contains("model"))
     fail(ErrorKind::format, origin, ": the artifact records no model config");
-  const auto diffs = config::section_differences(container.metadata["model"], config::model_to_json(c.model), "model");
-  if (diffs.empty()) return;
-  const std::string list = config::describe_differences(diffs, "the artifact");
-  if (!allow_mismatch)
-    fail(ErrorKind::config, origin, ": was packed with a different model config: ", list,
-         "; evaluate with the config it was packed with, or pass --allow-config-mismatch to use this one");
-  if (log != nullptr)
-    std::fprintf(log, "warning: --allow-config-mismatch: %s was packed with another model config (%s); using the config's\n",
-                 origin.c_str(), list.c_str());
+  config::check_recorded_model(container.metadata["model"], c.model, origin, "artifact", "packed", allow_mismatch, log);
 }
 
 std::vector<float> unpack_weights(const Container& container, const model::ParamTable& table,

@@ -261,6 +261,14 @@ std::vector<std::byte> SafetensorsWriter::serialize() const {
 
 void SafetensorsWriter::write(const fs::path& path) const { write_file_atomic(path, serialize()); }
 
+std::vector<std::pair<std::string, NonFinite>> non_finite_tensors(const SafetensorsFile& file) {
+  std::vector<std::pair<std::string, NonFinite>> out;
+  for (const auto& t : file.tensors())
+    if (is_floating(t.dtype))
+      if (const auto bad = find_non_finite(file.to_float32(t))) out.emplace_back(t.name, *bad);
+  return out;
+}
+
 float half_to_float(std::uint16_t h) {
   const std::uint32_t sign = (h & 0x8000u) << 16;
   const std::uint32_t exp = (h >> 10) & 0x1f;

@@ -11,9 +11,11 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/files.hpp"
+#include "common/finite.hpp"
 
 namespace pgolf::io {
 
@@ -78,6 +80,10 @@ class SafetensorsWriter {
   std::vector<Entry> entries_;
   std::map<std::string, std::string> metadata_;
 };
+
+// The floating-point tensors of `file` that hold NaN/Inf, each with its first bad value, in
+// data order (for diagnosis; loaders that convert anyway scan their own copies).
+std::vector<std::pair<std::string, NonFinite>> non_finite_tensors(const SafetensorsFile& file);
 
 // IEEE half / bfloat16 conversions (round to nearest even on the way down).
 float half_to_float(std::uint16_t h);

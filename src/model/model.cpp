@@ -50,6 +50,15 @@ void Arena::print(std::FILE* out, bool detailed) const {
     std::fprintf(out, "  %-28s %12s at %s\n", e.name.c_str(), human_bytes(e.bytes).c_str(), with_commas(e.offset).c_str());
 }
 
+backend::MemoryPlan memory_plan(const ModelFootprint& f, const std::vector<backend::MemoryPlan::Part>& extra) {
+  backend::MemoryPlan plan;
+  plan.add("parameters", f.params);
+  plan.add("gradients", f.grads);
+  for (const auto& part : extra) plan.add(part.name, part.bytes);
+  plan.add("activations", f.arena + f.tables);
+  return plan;
+}
+
 // ----- schedule ------------------------------------------------------------------------------------
 std::vector<Step> layer_schedule(const config::ModelConfig& m, bool recurrence_active) {
   const int L = static_cast<int>(m.num_layers);

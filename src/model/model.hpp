@@ -67,7 +67,12 @@ struct ModelFootprint {
   std::uint64_t grads = 0;
   std::uint64_t tables = 0;  // RoPE tables and the loss accumulator
   std::uint64_t arena = 0;   // every activation buffer
+  std::uint64_t total() const { return params + grads + tables + arena; }
 };
+
+// A memory plan of a model's footprint and what a command allocates beside it: parameters,
+// gradients, the `extra` parts, then the activations (arena and tables).
+backend::MemoryPlan memory_plan(const ModelFootprint& f, const std::vector<backend::MemoryPlan::Part>& extra);
 
 template <class T>
 class Model {

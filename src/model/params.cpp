@@ -152,11 +152,15 @@ const ParamSpec& ParamTable::at(const std::string& name) const {
   return *p;
 }
 
-void ParamTable::print(std::FILE* out, bool detailed) const {
-  std::fprintf(out, "parameters: %zu tensors, %s values\n", specs_.size(), with_commas(total_).c_str());
+std::map<std::string, std::size_t> ParamTable::group_totals() const {
   std::map<std::string, std::size_t> by_group;
   for (const auto& p : specs_) by_group[group_name(p.group)] += p.numel();
-  for (const auto& [g, n] : by_group) std::fprintf(out, "  %-7s %s\n", g.c_str(), with_commas(n).c_str());
+  return by_group;
+}
+
+void ParamTable::print(std::FILE* out, bool detailed) const {
+  std::fprintf(out, "parameters: %zu tensors, %s values\n", specs_.size(), with_commas(total_).c_str());
+  for (const auto& [g, n] : group_totals()) std::fprintf(out, "  %-7s %s\n", g.c_str(), with_commas(n).c_str());
   for (const auto& b : banks_)
     std::fprintf(out, "  bank %-8s %d x %d x %d at %s\n", b.name.c_str(), b.count, b.rows, b.cols,
                  with_commas(b.offset).c_str());
@@ -168,10 +172,8 @@ void ParamTable::print(std::FILE* out, bool detailed) const {
 }
 
 std::string ParamTable::summary() const {
-  std::map<std::string, std::size_t> by_group;
-  for (const auto& p : specs_) by_group[group_name(p.group)] += p.numel();
   std::string groups;
-  for (const auto& [g, n] : by_group) groups += cat(groups.empty() ? "" : ", ", g, " ", with_commas(n));
+  for (const auto& [g, n] : group_totals()) groups += cat(groups.empty() ? "" : ", ", g, " ", with_commas(n));
   return cat(specs_.size(), " tensors, ", with_commas(total_), " parameters (", groups, ")");
 }
 
@@ -277,17 +279,9 @@ std::vector<float> load_checkpoint(const fs::path& path, const ParamTable& table
         std::fprintf(check.log, "note: %s records no model_config; only its tensor names and shapes are checked\n",
                      path.c_str());
     } else {
-      const json recorded = parse_json_strict(it->second, path.string() + ": metadata model_config", ErrorKind::format);
-      const auto diffs = config::section_differences(recorded, config::model_to_json(*check.expected), "model");
-      if (!diffs.empty()) {
-        const std::string list = config::describe_differences(diffs, "the checkpoint");
-        if (!check.allow_mismatch)
-          fail(ErrorKind::config, path.string(), ": was trained with a different model config: ", list,
-               "; use the config it was trained with (a run's config.json), or pass --allow-config-mismatch to use this one");
-        if (check.log != nullptr)
-          std::fprintf(check.log, "warning: --allow-config-mismatch: %s was trained with another model config (%s); using the config's\n",
-                       path.c_str(), list.c_str());
-      }
+      config::check_recorded_model(
+          parse_json_strict(it->second, path.string() + ": metadata model_config", ErrorKind::format), *check.expected,
+          path.string(), "checkpoint", "trained", check.allow_mismatch, check.log);
     }
   }
   std::vector<float> values(table.total());
@@ -317,20 +311,19 @@ std::vector<float> load_checkpoint(const fs::path& path, const ParamTable& table
   for (const auto& t : file.tensors())
     if (!seen.count(t.name) && table.find(t.name) == nullptr)
       problems.push_back(cat("unexpected \"", t.name, "\" (not a parameter of this config)"));
-  if (!problems.empty()) {
+  auto listed = [](const std::vector<std::string>& lines) {
     std::string list;
-    for (std::size_t i = 0; i < problems.size() && i < 12; ++i) list += "\n  " + problems[i];
-    if (problems.size() > 12) list += cat("\n  ... and ", problems.size() - 12, " more");
-    fail(ErrorKind::format, path.string(), ": does not match the config's parameters:", list);
-  }
+    for (std::size_t i = 0; i < lines.size() && i < 12; ++i) list += "\n  " + lines[i];
+    if (lines.size() > 12) list += cat("\n  ... and ", lines.size() - 12, " more");
+    return list;
+  };
+  if (!problems.empty())
+    fail(ErrorKind::format, path.string(), ": does not match the config's parameters:", listed(problems));
   // NaN or Inf weights would evaluate into a meaningless number (or pack into a broken
   // artifact): a checkpoint that holds any is damaged or comes from a diverged run.
-  if (!non_finite.empty()) {
-    std::string list;
-    for (std::size_t i = 0; i < non_finite.size() && i < 12; ++i) list += "\n  " + non_finite[i];
-    if (non_finite.size() > 12) list += cat("\n  ... and ", non_finite.size() - 12, " more tensors");
-    fail(ErrorKind::format, path.string(), ": holds non-finite weights (a damaged checkpoint or a diverged run):", list);
-  }
+  if (!non_finite.empty())
+    fail(ErrorKind::format, path.string(), ": holds non-finite weights (a damaged checkpoint or a diverged run):",
+         listed(non_finite));
   return values;
 }
 

@@ -63,6 +63,7 @@ class ParamTable {
   void print(std::FILE* out, bool detailed = false) const;
   // "51 tensors, 778,644 parameters (embed 180,224, matrix 589,824, scalar 8,596)"
   std::string summary() const;
+  std::map<std::string, std::size_t> group_totals() const;  // values per group name
 
  private:
   void add(std::string name, std::vector<std::int64_t> shape, InitKind init, double value, ParamGroup group);

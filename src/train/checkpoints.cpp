@@ -10,10 +10,7 @@
 
 namespace pgolf::train {
 
-namespace {
-
-// The step of a "step_<digits>" name, or -1 for any other name (paths, "..", empty).
-std::int64_t step_of(std::string_view name) {
+std::int64_t checkpoint_step(std::string_view name) {
   constexpr std::string_view prefix = "step_";
   if (name.substr(0, prefix.size()) != prefix || name.size() == prefix.size() || name.size() > prefix.size() + 18) return -1;
   std::int64_t step = -1;
@@ -21,8 +18,6 @@ std::int64_t step_of(std::string_view name) {
   const auto [ptr, ec] = std::from_chars(name.data() + prefix.size(), end, step);
   return ec == std::errc() && ptr == end && step >= 0 ? step : -1;
 }
-
-}  // namespace
 
 std::string newest_intact_hint(const fs::path& root, std::int64_t before_step) {
   const auto all = list_checkpoints(root);
@@ -41,7 +36,7 @@ std::vector<CheckpointDir> list_checkpoints(const fs::path& root) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(root, ec)) {
     const std::string name = e.path().filename().string();
-    const std::int64_t step = step_of(name);
+    const std::int64_t step = checkpoint_step(name);
     if (step >= 0 && e.is_directory(ec)) out.push_back({name, step, e.path()});
   }
   std::sort(out.begin(), out.end(), [](const CheckpointDir& a, const CheckpointDir& b) { return a.step < b.step; });
@@ -59,10 +54,8 @@ std::string checkpoint_problem(const fs::path& dir) {
       const auto f = io::SafetensorsFile::open(p);  // validates the whole layout: a cut file fails here
       const auto it = f.metadata().find("step");
       steps[i] = it == f.metadata().end() ? "(none)" : it->second;
-      for (const auto& t : f.tensors())
-        if (io::is_floating(t.dtype))
-          if (const auto bad = find_non_finite(f.to_float32(t)))
-            return cat(p.string(), ": \"", t.name, "\" holds ", describe(*bad));
+      if (const auto bad = io::non_finite_tensors(f); !bad.empty())
+        return cat(p.string(), ": \"", bad.front().first, "\" holds ", describe(bad.front().second));
     } catch (const Error& e) {
       return e.what();
     }
@@ -75,7 +68,7 @@ std::string checkpoint_problem(const fs::path& dir) {
 
 fs::path resume_checkpoint(const fs::path& root, const std::string& resume_from) {
   if (!resume_from.empty()) {
-    if (step_of(resume_from) < 0)
+    if (checkpoint_step(resume_from) < 0)
       fail(ErrorKind::usage, "--resume-from ", resume_from, ": expected the name of a checkpoint directory such as step_0000040",
            " (see ", root.string(), ")");
     const fs::path dir = root / resume_from;
@@ -87,7 +80,7 @@ fs::path resume_checkpoint(const fs::path& root, const std::string& resume_from)
            names.empty() ? std::string("none") : names, ")");
     }
     if (const std::string why = checkpoint_problem(dir); !why.empty())
-      fail(ErrorKind::format, "--resume-from ", resume_from, ": the checkpoint is damaged: ", why, newest_intact_hint(root, step_of(resume_from)));
+      fail(ErrorKind::format, "--resume-from ", resume_from, ": the checkpoint is damaged: ", why, newest_intact_hint(root, checkpoint_step(resume_from)));
     return dir;
   }
   const fs::path latest = root / "latest";
@@ -102,14 +95,14 @@ fs::path resume_checkpoint(const fs::path& root, const std::string& resume_from)
     fail(ErrorKind::format, latest.string(), ": is not a small file naming a checkpoint", newest_intact_hint(root));
   const std::string name(trim(read_file(latest, 4096)));
   if (name.empty()) fail(ErrorKind::format, latest.string(), ": is empty", newest_intact_hint(root));
-  if (step_of(name) < 0)
+  if (checkpoint_step(name) < 0)
     fail(ErrorKind::format, latest.string(), ": names \"", utf8_prefix(name, 200), "\", which is not a step_N checkpoint directory of ",
          root.string(), newest_intact_hint(root));
   const fs::path dir = root / name;
   if (!fs::is_directory(dir, ec))
-    fail(ErrorKind::format, latest.string(), ": names ", name, ", which does not exist", newest_intact_hint(root, step_of(name)));
+    fail(ErrorKind::format, latest.string(), ": names ", name, ", which does not exist", newest_intact_hint(root, checkpoint_step(name)));
   if (const std::string why = checkpoint_problem(dir); !why.empty())
-    fail(ErrorKind::format, latest.string(), ": names ", name, ", which is damaged: ", why, newest_intact_hint(root, step_of(name)));
+    fail(ErrorKind::format, latest.string(), ": names ", name, ", which is damaged: ", why, newest_intact_hint(root, checkpoint_step(name)));
   return dir;
 }
 

@@ -5,6 +5,7 @@
 // what is wrong and names the newest intact older checkpoint to resume instead.
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/files.hpp"
@@ -16,6 +17,9 @@ struct CheckpointDir {
   std::int64_t step = 0;
   fs::path path;
 };
+
+// N of a "step_N" name, or -1 for any other name (paths, "..", empty).
+std::int64_t checkpoint_step(std::string_view name);
 
 // The step_N directories of `root` (a run's checkpoints/), by ascending step.
 std::vector<CheckpointDir> list_checkpoints(const fs::path& root);

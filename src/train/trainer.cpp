@@ -151,7 +151,7 @@ Trainer::Trainer(const config::Config& c, dist::Communicator& comm, backend::Ops
   val_ = std::make_unique<eval::ValStream>(eval::load_val_stream(c));
 
   const int max_batch = split.max_batch;
-  memory_line_ = backend::check_memory_plan(memory_plan(c, ops_, max_batch), ops_, kMemoryKnobs);
+  memory_line_ = check_memory(c, ops_, comm_.world_size());
   std::fprintf(stderr, "%s\n", memory_line_.c_str());
   model_ = std::make_unique<model::Model<float>>(c.model, ops_, max_batch, static_cast<int>(T));
   optimizer_ = std::make_unique<optim::Optimizer<float>>(model_->table(), c.optim, c.model.tie_embeddings, ops_);
@@ -178,13 +178,10 @@ backend::MemoryPlan Trainer::memory_plan(const config::Config& c, backend::Ops<f
   const model::ModelFootprint f = model::Model<float>::plan(c.model, ops, max_batch, static_cast<int>(c.model.seq_len));
   const model::ParamTable table(c.model);
   const std::uint64_t copy = table.total() * sizeof(float);
-  backend::MemoryPlan plan;
-  plan.add("parameters", f.params);
-  plan.add("gradients", f.grads);
-  plan.add("optimizer state", optim::Optimizer<float>::planned_bytes(table));
-  plan.add("EMA/SWA/QAT copies", copy * ((c.train.ema.enabled ? 1 : 0) + (c.train.swa.enabled ? 1 : 0) +
-                                         (c.train.qat.enabled ? 1 : 0)));
-  plan.add("activations", f.arena + f.tables);
+  backend::MemoryPlan plan = model::memory_plan(
+      f, {{"optimizer state", optim::Optimizer<float>::planned_bytes(table)},
+          {"EMA/SWA/QAT copies",
+           copy * ((c.train.ema.enabled ? 1 : 0) + (c.train.swa.enabled ? 1 : 0) + (c.train.qat.enabled ? 1 : 0))}});
   // After training, the final evaluation's buffers and then GPTQ's calibration model come and go
   // one after the other beside everything above: the larger of the two counts.
   const std::uint64_t eval_extra = eval::eval_extra_bytes(c.model, eval::eval_options(c));
@@ -487,6 +484,11 @@ void Trainer::resume(const fs::path& checkpoint_dir) {
   const auto& table = model_->table();
   const std::size_t n = table.total();
   const fs::path state_path = checkpoint_dir / "state.safetensors", model_path = checkpoint_dir / "model.safetensors";
+  // Whole, one save (a model file of another step would resume weights with another step's
+  // optimizer) and finite, or nothing is restored.
+  if (const std::string why = checkpoint_problem(checkpoint_dir); !why.empty())
+    fail(ErrorKind::format, checkpoint_dir.string(), ": cannot be resumed: ", why,
+         newest_intact_hint(paths_.checkpoints(), checkpoint_step(checkpoint_dir.filename().string())));
   auto st = io::SafetensorsFile::open(state_path);
   auto meta = [&](const char* key) -> const std::string& {
     auto it = st.metadata().find(key);
@@ -521,25 +523,12 @@ void Trainer::resume(const fs::path& checkpoint_dir) {
   if (std::stoi(meta("world_size")) != comm_.world_size())
     fail(ErrorKind::config, checkpoint_dir.string(), ": trained on ", meta("world_size"), " rank(s), resumed on ",
          comm_.world_size(), "; resume with the same world size");
-  // The two files of a checkpoint must be one save: a model file of another step (copied in by
-  // hand, or left by an interrupted copy) would resume weights with another step's optimizer.
-  {
-    auto model_file = io::SafetensorsFile::open(model_path);
-    const auto it = model_file.metadata().find("step");
-    if (it == model_file.metadata().end() || it->second != meta("step"))
-      fail(ErrorKind::format, checkpoint_dir.string(), ": model.safetensors is of step ",
-           it == model_file.metadata().end() ? std::string("(none recorded)") : it->second, " but state.safetensors of step ",
-           meta("step"), "; the checkpoint is not one save (resume from another with --resume-from)");
-  }
   model_->set_params(model::load_checkpoint(model_path, table, {&cfg_.model, false, nullptr}));
   auto restore = [&](const std::string& tensor, float* device, std::size_t count) {
     const io::TensorView& t = st.at(tensor);
     if (t.dtype != io::DType::F32 || t.numel() != static_cast<std::int64_t>(count))
       fail(ErrorKind::format, state_path.string(), ": \"", tensor, "\" is not ", count, " float32 values");
-    const std::vector<float> host = st.to_float32(t);
-    if (const auto bad = find_non_finite(host))
-      fail(ErrorKind::format, state_path.string(), ": \"", tensor, "\" holds ", describe(*bad));
-    ops_.to_device(device, host.data(), count * sizeof(float));
+    ops_.to_device(device, t.data.data(), count * sizeof(float));
   };
   for (const auto& s : optimizer_->state()) restore("optim." + s.name, s.data, s.count);
   if (ema_) restore("ema", ema_.get(), n);
@@ -562,15 +551,9 @@ void Trainer::resume(const fs::path& checkpoint_dir) {
 
 std::vector<config::KeyDifference> Trainer::recovery_changes(const json& trained_with, const json& now) {
   std::vector<config::KeyDifference> out;
-  for (const char* key : kRecoveryKnobs) {
-    std::string pointer = "/";
-    for (char ch : std::string(key)) pointer += ch == '.' ? '/' : ch;
-    const json::json_pointer p(pointer);
-    const bool in_a = trained_with.contains(p), in_b = now.contains(p);
-    if (in_a && in_b && trained_with.at(p) == now.at(p)) continue;
-    if (!in_a && !in_b) continue;
-    out.push_back({key, in_a ? trained_with.at(p).dump() : "(absent)", in_b ? now.at(p).dump() : "(absent)"});
-  }
+  for (auto& d : config::section_differences(trained_with, now, ""))
+    for (const char* key : kRecoveryKnobs)
+      if (d.key == key) out.push_back(std::move(d));
   return out;
 }
 
