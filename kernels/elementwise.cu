@@ -88,4 +88,13 @@ void adamw_update(float* p, const float* g, float* m, float* v, std::size_t n, f
             eps);
 }
 
+cudaError_t check_kernel_image() {
+#if defined(__CUDACC__)
+  cudaFuncAttributes attributes{};
+  return cudaFuncGetAttributes(&attributes, reinterpret_cast<const void*>(axpby_kernel));
+#else
+  return cudaSuccess;  // the emulator runs any kernel
+#endif
+}
+
 }  // namespace pgolf::kernels

@@ -1,9 +1,9 @@
 #pragma once
 // Elementwise kernels of the CUDA backend (the op contracts are those of src/backend/ops.hpp,
 // float32): host launchers taking device pointers. Each computes exactly the arithmetic of
-// the CPU reference, in the same order, so that results differ only where nvcc contracts a
-// multiply-add into an FMA (never in the emulated build, which tests/kernels checks bit for
-// bit against CpuOps).
+// the CPU reference, in the same order; nvcc compiles the kernels without FMA contraction
+// (kernels/CMakeLists.txt), so the results match the CPU's bit for bit on the GPU as in the
+// emulated build (tests/kernels checks both against CpuOps).
 #include <cstddef>
 #include <cstdint>
 
@@ -23,6 +23,9 @@ void leaky_relu_sq_backward(float* dh, const float* dz, const float* h, float sl
 // buf = momentum * buf + g ; p -= lr * buf
 void sgd_momentum_update(float* p, const float* g, float* buf, std::size_t n, float lr, float momentum,
                          cudaStream_t stream);
+// cudaSuccess when this binary holds code the current device can run (an sm_90a build on an
+// older or newer GPU gets cudaErrorNoKernelImageForDevice here instead of at the first launch).
+cudaError_t check_kernel_image();
 // AdamW (torch semantics) at step t >= 1
 void adamw_update(float* p, const float* g, float* m, float* v, std::size_t n, float lr, float beta1, float beta2,
                   float eps, float weight_decay, std::int64_t t, cudaStream_t stream);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what is missing (idempotent), builds,
 # runs every GoogleTest case through ctest, reruns the SIMT emulator's suite under
-# ASan + UBSan, then fuzzes each parser for a bounded time.
+# ASan + UBSan, packs and checks the device bundle, then fuzzes each parser for a bounded time.
 #   scripts/test.sh            full suite
 #   FUZZ_SECONDS=0 scripts/test.sh   skip fuzzing
 set -euo pipefail
@@ -19,6 +19,14 @@ if cmake --build "$asan" --target help | grep -q '^pgolf_emu_tests: '; then
   echo "test.sh: the emulator suite passed under ASan + UBSan"
 else
   echo "test.sh: no CUDA headers found, so the SIMT emulator (and its sanitizer run) is not built"
+fi
+# The device bundle (scripts/device_bundle.sh, docs/gpu.md): packed from this build and checked
+# here without a GPU (library resolution, the binaries starting, the GPU tests refusing).
+build_dir=${BUILD_DIR:-build}
+if cmake --build "$build_dir" --target help | grep -q '^pgolf_gpu_tests: '; then
+  BUILD_DIR="$build_dir" scripts/device_bundle.sh --self-test
+else
+  echo "test.sh: this build has no CUDA backend, so the device bundle is not built"
 fi
 seconds=${FUZZ_SECONDS:-15}
 if [ "$seconds" -gt 0 ]; then

@@ -326,6 +326,11 @@ cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) 
   return cudaSuccess;
 }
 
+cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int value) {
+  if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize) return record(cudaErrorInvalidValue);
+  return pgolf::emu::set_dynamic_shared_limit(func, value) ? cudaSuccess : record(cudaErrorInvalidValue);
+}
+
 cudaError_t cudaGetLastError() {
   const cudaError_t e = state().last_error;
   state().last_error = cudaSuccess;

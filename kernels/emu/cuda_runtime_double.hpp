@@ -9,7 +9,8 @@
 // functions defined (kernels/emu/cuda_runtime_double.cpp): cudaMalloc, cudaFree,
 // cudaMemcpy[Async], cudaMemset[Async], cudaMemGetInfo, cudaGetDeviceCount, cudaSetDevice, cudaGetDevice,
 // cudaDeviceSynchronize, cudaStreamCreate/Destroy/Synchronize, cudaEventCreate/Destroy/
-// Record/Synchronize/ElapsedTime, cudaGetLastError, cudaPeekAtLastError, cudaGetErrorString.
+// Record/Synchronize/ElapsedTime, cudaFuncSetAttribute (cudaFuncAttributeMaxDynamicSharedMemorySize
+// only: the launch then allows that much, emu/runtime.hpp), cudaGetLastError, cudaPeekAtLastError, cudaGetErrorString.
 // Calling any other runtime function fails to link in the emulated build.
 #include <cuda_runtime_api.h>
 

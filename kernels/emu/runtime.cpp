@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <vector>
@@ -268,8 +269,26 @@ unsigned char* dynamic_shared() {
   return g_block->dynamic_smem.data();
 }
 
+namespace {
+std::map<const void*, std::size_t>& dynamic_shared_limits() {
+  static std::map<const void*, std::size_t> limits;
+  return limits;
+}
+}  // namespace
+
+std::size_t dynamic_shared_limit(const void* entry) {
+  const auto it = dynamic_shared_limits().find(entry);
+  return it == dynamic_shared_limits().end() ? kDefaultDynamicShared : it->second;
+}
+
+bool set_dynamic_shared_limit(const void* entry, int bytes) {
+  if (entry == nullptr || bytes < 0 || static_cast<std::size_t>(bytes) > kMaxDynamicSharedOptin) return false;
+  dynamic_shared_limits()[entry] = static_cast<std::size_t>(bytes);
+  return true;
+}
+
 void run_grid(const std::function<void()>& body, dim3 grid, dim3 block, std::size_t dynamic_smem, const char* kernel,
-              Location where) {
+              const void* entry, Location where) {
   const std::uint64_t n = std::uint64_t{block.x} * block.y * block.z;
   auto bad = [&](const std::string& what) {
     throw Error("SIMT emulator: launch of " + std::string(kernel) + " at " + site(where) + ": " + what);
@@ -278,7 +297,14 @@ void run_grid(const std::function<void()>& body, dim3 grid, dim3 block, std::siz
   if (n > 1024) bad("a block of " + std::to_string(n) + " threads exceeds 1024");
   if (block.z > 64) bad("blockDim.z exceeds 64");
   if (grid.y > 65535 || grid.z > 65535) bad("gridDim.y and gridDim.z are limited to 65535");
-  if (dynamic_smem > 227u * 1024u) bad("dynamic shared memory of " + std::to_string(dynamic_smem) + " bytes exceeds 227 KiB");
+  if (dynamic_smem > kMaxDynamicSharedOptin)
+    bad("dynamic shared memory of " + std::to_string(dynamic_smem) + " bytes exceeds 227 KiB, the most a block can have");
+  if (const std::size_t limit = dynamic_shared_limit(entry); dynamic_smem > limit)
+    bad("dynamic shared memory of " + std::to_string(dynamic_smem) + " bytes exceeds the kernel's limit of " +
+        std::to_string(limit) + " bytes" +
+        (limit == kDefaultDynamicShared ? std::string(" (48 KiB unless raised)") : std::string()) +
+        ": call cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, " +
+        std::to_string(dynamic_smem) + ") before launching, as the hardware requires");
   if (g_block != nullptr) bad("kernels cannot launch kernels in the emulator");
 
   static std::uint64_t launches = 0;

@@ -42,9 +42,21 @@ class Error : public std::runtime_error {
 // ----- the launch --------------------------------------------------------------------------
 using Location = std::source_location;
 
-// Runs body() as every thread of every block of the grid. `kernel` names the kernel in errors.
+// Dynamic shared memory as the hardware allows it: 48 KiB per block by default, up to the
+// limit a kernel raised with cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+// bytes) (at most kMaxDynamicSharedOptin, an H100's 227 KiB). A launch asking for more is an
+// error naming the kernel and the call it lacks.
+inline constexpr std::size_t kDefaultDynamicShared = std::size_t{48} << 10;
+inline constexpr std::size_t kMaxDynamicSharedOptin = std::size_t{227} << 10;
+// The opted-in limit of `entry` (a kernel's address), kDefaultDynamicShared when never raised.
+std::size_t dynamic_shared_limit(const void* entry);
+// What cudaFuncSetAttribute records; false when `bytes` is negative or above kMaxDynamicSharedOptin.
+bool set_dynamic_shared_limit(const void* entry, int bytes);
+
+// Runs body() as every thread of every block of the grid. `kernel` names the kernel in errors,
+// `entry` is its address (for its shared-memory limit).
 void run_grid(const std::function<void()>& body, dim3 grid, dim3 block, std::size_t dynamic_smem, const char* kernel,
-              Location where);
+              const void* entry, Location where);
 
 template <class... Params, class... Args>
 void launch(void (*kernel)(Params...), const char* name, Location where, dim3 grid, dim3 block,
@@ -52,7 +64,8 @@ void launch(void (*kernel)(Params...), const char* name, Location where, dim3 gr
   // The arguments convert to the parameter types once, as a real launch copies them; each
   // thread then receives its own copies.
   std::tuple<std::decay_t<Params>...> params(static_cast<std::decay_t<Params>>(std::forward<Args>(args))...);
-  run_grid([&] { std::apply(kernel, params); }, grid, block, dynamic_smem, name, where);
+  run_grid([&] { std::apply(kernel, params); }, grid, block, dynamic_smem, name, reinterpret_cast<const void*>(kernel),
+           where);
 }
 
 // The running block's dynamic shared memory (poisoned with 0xFF bytes before each block, so

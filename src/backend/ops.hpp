@@ -22,6 +22,7 @@
 #include <string>
 
 #include "backend/memory.hpp"
+#include "backend/op_profile.hpp"
 
 namespace pgolf::backend {
 
@@ -39,6 +40,12 @@ class Device {
   virtual void synchronize() = 0;
   // What new allocations can use now (backend/memory.hpp), for the memory plan of a command.
   virtual MemoryInfo memory_info() = 0;
+  // The most bytes held at once through allocate() (and the backend's own workspaces) so far.
+  virtual std::uint64_t peak_bytes() const = 0;
+  // Per-op timing (backend/op_profile.hpp) for benchmarks: start_op_timing() returns false
+  // when the backend cannot time its ops; stop_op_timing() returns what ran since the start.
+  virtual bool start_op_timing() { return false; }
+  virtual OpProfile stop_op_timing() { return {}; }
 };
 
 template <class T>

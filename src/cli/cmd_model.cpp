@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <iomanip>
 #include <memory>
 
 #include "backend/cpu/cpu_ops.hpp"
@@ -125,9 +126,29 @@ struct BenchOptions {
   int batch = 0;
   int steps = 5;
   int warmup = 1;
+  std::vector<std::string> phases = {"forward", "forward_backward", "step"};
+  bool profile = false;
+  double peak_tflops = 989.0;
+  std::string results;
 };
 
+struct PhaseResult {
+  std::string name;
+  double seconds = 0.0;  // per step
+  backend::OpProfile profile;
+  bool profiled = false;
+};
+
+json profile_json(const backend::OpProfile& p, int steps) {
+  json ops = json::array();
+  for (const backend::OpTiming& o : p.ops)
+    ops.push_back({{"op", o.op}, {"calls_per_step", static_cast<double>(o.calls) / steps}, {"ms_per_step", o.ms / steps},
+                   {"gflops_per_step", o.flops / steps / 1e9}});
+  return ops;
+}
+
 void run_bench(const BenchOptions& o) {
+  if (!o.results.empty()) check_output_file("--results", o.results);
   auto loaded = load_config_args(o.cfg);
   const config::Config& c = loaded.config;
   const std::unique_ptr<backend::Ops<float>> backend_ops = make_backend(c);
@@ -149,23 +170,11 @@ void run_bench(const BenchOptions& o) {
   for (auto* v : {&ids, &targets})
     for (auto& x : *v) x = static_cast<std::int32_t>(rng.next_u64() % static_cast<std::uint64_t>(c.model.vocab_size));
   print_model_layout(net, o.cfg.verbose);
-  using clock = std::chrono::steady_clock;
-  auto time_steps = [&](bool with_backward) {
-    for (int i = 0; i < o.warmup; ++i) {
-      net.forward(ids.data(), targets.data(), batch, T);
-      if (with_backward) net.backward();
-    }
-    ops.synchronize();  // a GPU backend runs asynchronously: time finished work only
-    const auto t0 = clock::now();
-    for (int i = 0; i < o.steps; ++i) {
-      net.zero_grads();
-      net.forward(ids.data(), targets.data(), batch, T);
-      if (with_backward) net.backward();
-    }
-    ops.synchronize();
-    return std::chrono::duration<double>(clock::now() - t0).count() / o.steps;
-  };
-  const double fwd = time_steps(false), fwd_bwd = time_steps(true);
+  const double tokens = static_cast<double>(batch) * T;
+  std::printf("bench %s: %d x %d tokens, backend %s, %d cpu threads\n", c.name.c_str(), batch, T, ops.name().c_str(),
+              backend::cpu_threads());
+  std::fflush(stdout);
+
   // A whole training step as the trainer runs it: forward, backward, global-norm clipping,
   // the optimizers of every group and the EMA update.
   optim::Optimizer<float> opt(net.table(), c.optim, c.model.tie_embeddings, ops);
@@ -183,20 +192,80 @@ void run_bench(const BenchOptions& o) {
     ops.axpby(ema, net.params(), static_cast<float>(c.train.ema.decay), static_cast<float>(1.0 - c.train.ema.decay),
               net.table().total());
   };
-  for (int i = 0; i < o.warmup; ++i) train_step();
-  ops.synchronize();
-  const auto t0 = clock::now();
-  for (int i = 0; i < o.steps; ++i) train_step();
-  ops.synchronize();
-  const double full = std::chrono::duration<double>(clock::now() - t0).count() / o.steps;
+  auto run_phase = [&](const std::string& phase) {
+    auto once = [&] {
+      if (phase == "step") return train_step();
+      net.zero_grads();
+      net.forward(ids.data(), targets.data(), batch, T);
+      if (phase == "forward_backward") net.backward();
+    };
+    for (int i = 0; i < o.warmup; ++i) once();
+    ops.synchronize();  // a GPU backend runs asynchronously: time finished work only
+    PhaseResult r{phase, 0.0, {}, false};
+    using clock = std::chrono::steady_clock;
+    const auto t0 = clock::now();
+    for (int i = 0; i < o.steps; ++i) once();
+    ops.synchronize();
+    r.seconds = std::chrono::duration<double>(clock::now() - t0).count() / o.steps;
+    if (o.profile) {  // once more, op by op between device events (which perturbs the timing above)
+      r.profiled = ops.start_op_timing();
+      if (r.profiled) {
+        for (int i = 0; i < o.steps; ++i) once();
+        r.profile = ops.stop_op_timing();
+      }
+    }
+    return r;
+  };
+
+  const char* labels[] = {"forward", "forward+backward", "training step"};
+  json phases_json = json::array();
+  for (const std::string& phase : o.phases) {
+    const PhaseResult r = run_phase(phase);
+    const int which = phase == "forward" ? 0 : phase == "forward_backward" ? 1 : 2;
+    std::printf("  %-17s %9.1f ms/step %12.0f tokens/s%s\n", labels[which], r.seconds * 1e3, tokens / r.seconds,
+                which == 2 ? "  (+ clipping, optimizers, EMA)" : "");
+    json pj = {{"phase", phase}, {"ms_per_step", r.seconds * 1e3}, {"tokens_per_s", tokens / r.seconds}};
+    if (o.profile && !r.profiled) std::printf("    (no per-op timing on backend %s)\n", ops.name().c_str());
+    if (r.profiled) {
+      // Model FLOPs of the model's products only (the optimizer's Newton-Schulz products are
+      // listed under gemm but left out of MFU, as MFU figures do).
+      double model_flops = 0.0;
+      for (const backend::OpTiming& t : r.profile.ops)
+        if (t.op != "gemm") model_flops += t.flops;
+      model_flops /= o.steps;
+      const double mfu = model_flops / r.seconds / (o.peak_tflops * 1e12);
+      std::printf("    model FLOPs %.4g GFLOP/step, %.4g TFLOP/s, MFU %.3g%% of %.0f TFLOP/s; op time %.1f ms/step\n",
+                  model_flops / 1e9, model_flops / r.seconds / 1e12, 100.0 * mfu, o.peak_tflops,
+                  r.profile.total_ms() / o.steps);
+      std::printf("    %-26s %10s %8s %12s %9s\n", "op", "ms/step", "share", "calls/step", "TFLOP/s");
+      for (const backend::OpTiming& t : r.profile.ops)
+        std::printf("    %-26s %10.2f %7.1f%% %12.1f %9s\n", t.op.c_str(), t.ms / o.steps,
+                    100.0 * t.ms / std::max(r.profile.total_ms(), 1e-9), static_cast<double>(t.calls) / o.steps,
+                    t.flops > 0 ? cat(std::setprecision(3), t.flops / (t.ms * 1e-3) / 1e12).c_str() : "");
+      pj["model_tflops_per_step"] = model_flops / 1e12;
+      pj["mfu"] = mfu;
+      pj["ops"] = profile_json(r.profile, o.steps);
+    }
+    phases_json.push_back(pj);
+    std::fflush(stdout);
+  }
   ops.release(ema);
-  const double tokens = static_cast<double>(batch) * T;
-  std::printf("bench %s: %d x %d tokens, backend %s, %d cpu threads\n", c.name.c_str(), batch, T, ops.name().c_str(),
-              backend::cpu_threads());
-  std::printf("  forward           %9.1f ms/step %12.0f tokens/s\n", fwd * 1e3, tokens / fwd);
-  std::printf("  forward+backward  %9.1f ms/step %12.0f tokens/s\n", fwd_bwd * 1e3, tokens / fwd_bwd);
-  std::printf("  training step     %9.1f ms/step %12.0f tokens/s  (+ clipping, optimizers, EMA)\n", full * 1e3,
-              tokens / full);
+  std::printf("  peak memory       %s on %s\n", human_bytes(ops.peak_bytes()).c_str(), ops.name().c_str());
+  if (!o.results.empty()) {
+    json out = {{"config", c.name},
+                {"backend", ops.name()},
+                {"batch", batch},
+                {"seq_len", T},
+                {"tokens_per_step", tokens},
+                {"steps", o.steps},
+                {"warmup", o.warmup},
+                {"peak_tflops", o.peak_tflops},
+                {"peak_memory_bytes", ops.peak_bytes()},
+                {"phases", phases_json},
+                {"version", std::string(build_info().version)},
+                {"git", std::string(build_info().git_hash)}};
+    write_file_atomic(o.results, dump_json(out, 2) + "\n");
+  }
 }
 
 }  // namespace
@@ -241,6 +310,17 @@ void register_model_commands(CLI::App& app) {
       ->check(whole_number(1));
   bench->add_option("--steps", bo->steps, "Timed steps")->capture_default_str()->check(whole_number(1));
   bench->add_option("--warmup", bo->warmup, "Untimed steps first")->capture_default_str()->check(whole_number(0));
+  bench->add_option("--phases", bo->phases, "What to time, in order: forward, forward_backward, step (the trainer's step)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"forward", "forward_backward", "step"}))
+      ->capture_default_str();
+  bench->add_flag("--profile", bo->profile,
+                  "Then run each phase again op by op between device events: ms, calls and TFLOP/s per op, model "
+                  "FLOPs and MFU (GPU backends)");
+  bench->add_option("--peak-tflops", bo->peak_tflops, "The device's dense bf16 peak for MFU (H100/H200 SXM: 989)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  bench->add_option("--results", bo->results, "Write every figure as JSON");
   bench->callback([bo] { run_bench(*bo); });
 }
 

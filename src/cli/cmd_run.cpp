@@ -39,12 +39,13 @@ struct RunOptions {
 };
 
 // The embedded default: configs/tiny.json of the working directory, else of the source tree
-// this binary was built from.
+// (the one this binary was built from, or $PGOLF_SOURCE_DIR).
 std::string default_config() {
-  for (const fs::path& p : {fs::path("configs/tiny.json"), fs::path(PGOLF_SOURCE_DIR) / "configs/tiny.json"})
+  const fs::path tree = exporter::default_source_dir();
+  for (const fs::path& p : {fs::path("configs/tiny.json"), tree / "configs/tiny.json"})
     if (fs::exists(p)) return p.string();
   fail(ErrorKind::usage, "run: no config given and configs/tiny.json not found (looked in ", fs::current_path().string(),
-       " and ", PGOLF_SOURCE_DIR, "); pass a config file");
+       " and ", tree.string(), "); pass a config file");
 }
 
 json step_records(const std::vector<train::StepRecord>& steps) {

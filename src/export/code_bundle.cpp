@@ -1,6 +1,7 @@
 #include "export/code_bundle.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 
@@ -98,6 +99,9 @@ std::vector<BundleMember> read_code_bundle(std::span<const std::byte> bundle, co
   return members;
 }
 
-fs::path default_source_dir() { return PGOLF_SOURCE_DIR; }
+fs::path default_source_dir() {
+  const char* other = std::getenv("PGOLF_SOURCE_DIR");
+  return other != nullptr && *other != '\0' ? fs::path(other) : fs::path(PGOLF_SOURCE_DIR);
+}
 
 }  // namespace pgolf::exporter

@@ -26,7 +26,8 @@ struct BundleMember {
 };
 std::vector<BundleMember> read_code_bundle(std::span<const std::byte> bundle, const std::string& origin);
 
-// The pgolf source tree this binary was built from.
+// The pgolf source tree: $PGOLF_SOURCE_DIR when set (a copy of the tree, as in the device
+// bundle of scripts/device_bundle.sh), else the one this binary was built from.
 fs::path default_source_dir();
 
 }  // namespace pgolf::exporter

@@ -1,17 +1,20 @@
-// The CUDA backend as pgolf-emu runs it (the kernels on the SIMT emulator, the runtime and
-// cuBLASLt doubles) against the CPU reference through the op interface: the whole model's
+// The CUDA backend against the CPU reference through the op interface: the whole model's
 // forward and backward for every option combination the record configs use, training steps
-// with the optimizers, and evaluation with score-first TTT and causal SLOT.
+// with the optimizers, and evaluation with score-first TTT and causal SLOT. Built twice: as
+// pgolf-emu runs it (pgolf_cuda_backend_tests: the kernels on the SIMT emulator, the runtime
+// and cuBLASLt doubles) and, with PGOLF_TEST_REAL_GPU, on a real GPU (pgolf_gpu_tests, run by
+// scripts/gpu_check.sh).
 //
 // Tolerances. The kernels match the CPU op by op bit for bit or within a few ulps
 // (tests/kernels/*_parity.cpp); the matrix products differ in summation order (the
-// cuBLASLt double sums in k order in float32, OpenBLAS in blocks), so whole-model results
-// differ by accumulated rounding. Measured on these cases: loss relative error <= 6e-8,
-// per-position NLL <= 2e-6 absolute; gradients <= 3e-5 normalised error per tensor (the worst
-// are scalar gains such as bigram.scale, whose gradient is a long sum with cancellation) and
-// parameters after two optimizer steps <= 4e-5 (Adam's normalisation magnifies the
-// difference of near-zero gradients). The thresholds are about 10x those, and far below what a
-// wrong index, a missing term or a lost accumulation does (O(1) normalised error).
+// cuBLASLt double sums in k order in float32, OpenBLAS in blocks, cuBLASLt on a GPU in tiles),
+// so whole-model results differ by accumulated rounding. Measured on these cases (emulator):
+// loss relative error <= 6e-8, per-position NLL <= 2e-6 absolute; gradients <= 3e-5 normalised
+// error per tensor (the worst are scalar gains such as bigram.scale, whose gradient is a long
+// sum with cancellation) and parameters after two optimizer steps <= 4e-5 (Adam's
+// normalisation magnifies the difference of near-zero gradients). The thresholds are about 10x
+// those, and far below what a wrong index, a missing term or a lost accumulation does (O(1)
+// normalised error).
 //
 // The emulator's schedules: the same kernels must give bit-identical results whatever order
 // the threads of a block run in (a race or a missing barrier usually does not).
@@ -76,6 +79,9 @@ Pass run_case(Ops<float>& ops, const test::ModelCase& mc) {
   return p;
 }
 
+#if PGOLF_TEST_REAL_GPU
+std::unique_ptr<Ops<float>> cuda_backend() { return make_cuda_ops(); }
+#else
 // The emulated CUDA backend, made as pgolf-emu makes it (the schedule from the environment).
 std::unique_ptr<Ops<float>> emulated(const char* schedule) {
   ::setenv("PGOLF_EMU_SCHEDULE", schedule, 1);
@@ -85,6 +91,8 @@ std::unique_ptr<Ops<float>> emulated(const char* schedule) {
   ::unsetenv("PGOLF_EMU_SEED");
   return ops;
 }
+std::unique_ptr<Ops<float>> cuda_backend() { return emulated("forward"); }
+#endif
 
 void expect_close(const Pass& cuda, const Pass& cpu, const model::ParamTable& table) {
   EXPECT_LE(std::fabs(cuda.loss - cpu.loss), kLossTolerance * std::fabs(cpu.loss)) << cuda.loss << " vs " << cpu.loss;
@@ -119,10 +127,12 @@ TEST_P(CudaBackendModel, ForwardBackwardAndOptimizerMatchTheCpuReference) {
   const test::ModelCase& mc = GetParam();
   CpuOps<float> cpu_ops;
   const Pass cpu = run_case(cpu_ops, mc);
-  const auto cuda_ops = emulated("forward");
+  const auto cuda_ops = cuda_backend();
   const Pass cuda = run_case(*cuda_ops, mc);
   expect_close(cuda, cpu, model::ParamTable(mc.model));
 }
+
+#if !PGOLF_TEST_REAL_GPU
 
 TEST_P(CudaBackendModel, ResultsDoNotDependOnTheThreadSchedule) {
   const test::ModelCase& mc = GetParam();
@@ -136,8 +146,23 @@ TEST_P(CudaBackendModel, ResultsDoNotDependOnTheThreadSchedule) {
   }
 }
 
+#endif
+
 INSTANTIATE_TEST_SUITE_P(AllCases, CudaBackendModel, ::testing::ValuesIn(test::model_cases()),
                          [](const auto& param_info) { return param_info.param.name; });
+
+#if PGOLF_TEST_REAL_GPU
+TEST(CudaBackend, TheRealBackendRunsOnAHopperGpuAndSaysWhichOne) {
+  const CudaBackendInfo& info = cuda_backend_info();
+  EXPECT_TRUE(info.compiled);
+  EXPECT_FALSE(info.emulated);
+  ASSERT_TRUE(info.usable) << info.why_not;
+  EXPECT_NE(info.device.find("(sm_90,"), std::string::npos) << info.device;
+  EXPECT_NE(info.device.find(" SMs, "), std::string::npos) << info.device;
+  EXPECT_NE(cuda_backend()->name().find(info.device), std::string::npos);
+  std::printf("  %s\n", info.device.c_str());
+}
+#else
 
 TEST(CudaBackend, TheEmulatedBackendIsAlwaysUsableAndSaysWhatItIs) {
   const CudaBackendInfo& info = cuda_backend_info();
@@ -165,8 +190,10 @@ TEST(CudaBackend, AnUnknownScheduleIsAUsageErrorNamingTheVariable) {
   ::unsetenv("PGOLF_EMU_SEED");
 }
 
+#endif
+
 TEST(CudaBackend, DeviceMemoryIsZeroedAndCopiesRoundTrip) {
-  const auto ops = emulated("forward");
+  const auto ops = cuda_backend();
   constexpr std::size_t n = 1000;
   auto* d = static_cast<float*>(ops->allocate(n * sizeof(float)));
   std::vector<float> host(n, 1.0f);
@@ -189,6 +216,55 @@ TEST(CudaBackend, DeviceMemoryIsZeroedAndCopiesRoundTrip) {
   ops->release(e);
 }
 
+// pgolf bench --profile: every op between device events, with the model FLOPs of the
+// products; and the peak of the backend's allocations, its workspaces included.
+TEST(CudaBackend, OpTimingCountsEveryOpAndTheProductsFlopsAndPeakBytesCountWorkspaces) {
+  const auto ops = cuda_backend();
+  const test::ModelCase mc = test::model_cases().front();
+  const int batch = 2, seq = static_cast<int>(mc.model.seq_len);
+  model::Model<float> net(mc.model, *ops, batch, seq);
+  net.set_params(test::random_params(net.table(), 7));
+  const auto ids = test::random_tokens(static_cast<std::size_t>(batch) * seq, static_cast<int>(mc.model.vocab_size), 8);
+  const std::uint64_t before = ops->peak_bytes();
+  EXPECT_GE(before, net.table().total() * sizeof(float) * 2) << "parameters and gradients at least";
+  ASSERT_TRUE(ops->start_op_timing());
+  net.zero_grads();
+  net.forward(ids.data(), ids.data(), batch, seq);
+  net.backward();
+  const OpProfile profile = ops->stop_op_timing();
+  EXPECT_GE(ops->peak_bytes(), before);
+  const auto find = [&](const std::string& op) -> const OpTiming* {
+    for (const OpTiming& t : profile.ops)
+      if (t.op == op) return &t;
+    return nullptr;
+  };
+  const int L = static_cast<int>(mc.model.num_layers), N = batch * seq;
+  const OpTiming* attention = find("attention_forward");
+  ASSERT_NE(attention, nullptr);
+  EXPECT_GE(attention->calls, L);
+  const double heads = static_cast<double>(mc.model.num_heads), hd = static_cast<double>(mc.model.model_dim) / heads;
+  EXPECT_DOUBLE_EQ(attention->flops, static_cast<double>(attention->calls) * causal_attention_flops(batch, heads, seq, hd));
+  const OpTiming* backward = find("attention_backward");
+  ASSERT_NE(backward, nullptr);
+  EXPECT_DOUBLE_EQ(backward->flops, 2.0 * attention->flops);
+  ASSERT_NE(find("matmul_forward"), nullptr);
+  ASSERT_NE(find("matmul_backward"), nullptr);
+  // The head alone is N x d x V forward: the products' FLOPs are at least that.
+  EXPECT_GE(find("matmul_forward")->flops,
+            matmul_flops(N, static_cast<double>(mc.model.model_dim), static_cast<double>(mc.model.vocab_size)));
+  for (const OpTiming& t : profile.ops) {
+    EXPECT_GT(t.calls, 0) << t.op;
+    EXPECT_GE(t.ms, 0.0) << t.op;
+  }
+  for (std::size_t i = 1; i < profile.ops.size(); ++i) EXPECT_GE(profile.ops[i - 1].ms, profile.ops[i].ms);
+  EXPECT_GT(profile.total_ms(), 0.0);
+  // Timing is off again: nothing more is recorded.
+  net.forward(ids.data(), ids.data(), batch, seq);
+  ASSERT_TRUE(ops->start_op_timing());
+  EXPECT_TRUE(ops->stop_op_timing().ops.empty());
+}
+
+#if !PGOLF_TEST_REAL_GPU
 TEST(CudaBackend, AHostPointerWhereDeviceMemoryBelongsIsCaught) {
   // The mistake a CPU-only test suite can never see: passing host memory as a device pointer.
   const auto ops = emulated("forward");
@@ -209,6 +285,7 @@ TEST(CudaBackend, AHostPointerWhereDeviceMemoryBelongsIsCaught) {
       "host code accessed device memory at byte offset 12 of allocation");
   ops->release(d);
 }
+#endif
 
 }  // namespace
 }  // namespace pgolf::backend

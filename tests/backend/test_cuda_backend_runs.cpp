@@ -1,7 +1,9 @@
-// Whole runs through the CUDA code path on the emulator: `pgolf-emu run` (training,
-// validation, export, the artifact round trip) against `pgolf run` on the CPU, and an
+// Whole runs through the CUDA code path: `pgolf-emu run` (pgolf_cuda_backend_tests) or `pgolf
+// run` with backend cuda on a real GPU (pgolf_gpu_tests, PGOLF_TEST_REAL_GPU) — training,
+// validation, export, the artifact round trip — against `pgolf run` on the CPU, and an
 // evaluation with score-first TTT and causal SLOT on both backends. Tolerances as in
-// test_cuda_backend.cpp (measured differences are rounding: <= 2e-7 relative in the losses).
+// test_cuda_backend.cpp (measured differences on the emulator are rounding: <= 2e-7 relative
+// in the losses).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -34,7 +36,7 @@ const std::vector<std::string> kMicroRun = {
 json run_and_read_results(const fs::path& binary, const fs::path& out, const std::string& backend,
                           const std::string& expect_backend, const std::vector<std::string>& env) {
   std::vector<std::string> args = {"run", (source_dir() / "configs/tiny.json").string(), "--out", out.string(),
-                                   "--set", "backend=" + backend};
+                                   "--source-dir", source_dir().string(), "--set", "backend=" + backend};
   args.insert(args.end(), kMicroRun.begin(), kMicroRun.end());
   const RunResult r = run_program(binary, args, env);
   EXPECT_EQ(r.exit_code, 0) << binary << "\n" << r.err;
@@ -46,13 +48,17 @@ void expect_relatively_close(double a, double b, const std::string& what) {
   EXPECT_LE(std::fabs(a - b), kRelativeTolerance * std::fabs(b)) << what << ": " << a << " vs " << b;
 }
 
-TEST(EmulatedRun, PgolfEmuRunsTheWholePipelineThroughTheCudaBackendAndMatchesTheCpu) {
+TEST(CudaRun, TheWholePipelineThroughTheCudaBackendMatchesTheCpu) {
   TempDir dir;
-  const json cpu = run_and_read_results(PGOLF_BINARY, dir / "cpu", "cpu", "backend: cpu reference", {});
+  const json cpu = run_and_read_results(pgolf_binary(), dir / "cpu", "cpu", "backend: cpu reference", {});
+#if PGOLF_TEST_REAL_GPU
+  const json emu = run_and_read_results(pgolf_binary(), dir / "gpu", "cuda", "backend: cuda (" + backend::cuda_backend_info().device, {});
+#else
   // A random thread schedule: any order-dependence in a kernel would show up as a difference.
   const json emu = run_and_read_results(PGOLF_EMU_BINARY, dir / "emu", "cuda",
                                         "backend: cuda (SIMT emulator on the host CPU, random schedule, seed 7)",
                                         {"PGOLF_EMU_SCHEDULE=random", "PGOLF_EMU_SEED=7"});
+#endif
   ASSERT_EQ(emu["status"], "completed");
   ASSERT_EQ(emu["train_losses"].size(), 4u);
   for (std::size_t i = 0; i < 4; ++i)
@@ -62,11 +68,12 @@ TEST(EmulatedRun, PgolfEmuRunsTheWholePipelineThroughTheCudaBackendAndMatchesThe
     expect_relatively_close(emu["validations"][i]["val_bpb"], cpu["validations"][i]["val_bpb"], "validation");
   expect_relatively_close(emu["final_eval"]["val_bpb"], cpu["final_eval"]["val_bpb"], "final val_bpb");
   expect_relatively_close(emu["roundtrip_eval"]["val_bpb"], cpu["roundtrip_eval"]["val_bpb"], "artifact val_bpb");
-  std::printf("  val_bpb cpu %.9f, pgolf-emu %.9f; artifact %.9f vs %.9f\n", cpu["final_eval"]["val_bpb"].get<double>(),
+  std::printf("  val_bpb cpu %.9f, cuda %.9f; artifact %.9f vs %.9f\n", cpu["final_eval"]["val_bpb"].get<double>(),
               emu["final_eval"]["val_bpb"].get<double>(), cpu["roundtrip_eval"]["val_bpb"].get<double>(),
               emu["roundtrip_eval"]["val_bpb"].get<double>());
 }
 
+#if !PGOLF_TEST_REAL_GPU
 TEST(EmulatedRun, VersionAndBackendLinesNameTheEmulator) {
   RunResult r = run_program(PGOLF_EMU_BINARY, {"--version"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -79,10 +86,12 @@ TEST(EmulatedRun, VersionAndBackendLinesNameTheEmulator) {
   EXPECT_NE(r.out.find("backend cpu (float32)"), std::string::npos) << r.out;
 }
 
+#endif
+
 // Score-first TTT and causal SLOT run every op of the backend, including the SLOT-only ones
 // (add_group_rows, sum_group_rows, scale_rows) and the TTT optimizer, on the model the eval
 // goldens use.
-TEST(EmulatedEval, TttAndCausalSlotMatchTheCpu) {
+TEST(CudaEval, TttAndCausalSlotMatchTheCpu) {
   const EvalFixture f = EvalFixture::golden({"data.val_max_tokens=401", "eval.ttt.enabled=true",
                                              "eval.ttt.chunk_tokens=192", "eval.ttt.epochs=1",
                                              "eval.slot.variant=causal", "eval.slot.steps=2"});
@@ -102,7 +111,7 @@ TEST(EmulatedEval, TttAndCausalSlotMatchTheCpu) {
     worst = std::max(worst, std::fabs(cuda.nll[i] - cpu.nll[i]));
   }
   EXPECT_LE(worst, 1e-4);
-  std::printf("  val_bpb cpu %.9f, cuda (emulated) %.9f; worst per-token NLL difference %.2e\n", cpu.val_bpb,
+  std::printf("  val_bpb cpu %.9f, cuda %.9f; worst per-token NLL difference %.2e\n", cpu.val_bpb,
               cuda.val_bpb, worst);
 }
 

@@ -146,5 +146,33 @@ TEST(BenchCommand, ReportsThroughput) {
   EXPECT_NE(r.err.find("activation arena"), std::string::npos) << "the arena table is printed at start-up";
 }
 
+// --phases picks what is timed, in order; --results writes every figure; --profile on a
+// backend that cannot time its ops says so instead of printing an empty table.
+TEST(BenchCommand, PhasesResultsAndProfileAsAsked) {
+  test::TempDir dir;
+  const fs::path results = dir / "bench.json";
+  auto r = run_pgolf({"bench", "-c", kTiny, "--set", "backend=cpu", "--batch", "1", "--steps", "1", "--warmup", "0",
+                      "--phases", "step,forward", "--profile", "--results", results.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.find("forward+backward"), std::string::npos) << r.out;
+  ASSERT_NE(r.out.find("training step"), std::string::npos) << r.out;
+  ASSERT_NE(r.out.find("  forward "), std::string::npos) << r.out;
+  EXPECT_LT(r.out.find("training step"), r.out.find("  forward ")) << "in the order asked";
+  EXPECT_NE(r.out.find("(no per-op timing on backend cpu (float32))"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("peak memory"), std::string::npos) << r.out;
+  const json j = json::parse(test::read_bytes(results));
+  ASSERT_EQ(j["phases"].size(), 2u);
+  EXPECT_EQ(j["phases"][0]["phase"], "step");
+  EXPECT_EQ(j["phases"][1]["phase"], "forward");
+  EXPECT_GT(j["phases"][0]["tokens_per_s"].get<double>(), 0.0);
+  EXPECT_FALSE(j["phases"][0].contains("mfu")) << "no MFU without a profile";
+  EXPECT_EQ(j["tokens_per_step"], 256.0);
+  EXPECT_GT(j["peak_memory_bytes"].get<double>(), 1e6);
+  EXPECT_EQ(j["backend"], "cpu (float32)");
+  r = run_pgolf({"bench", "-c", kTiny, "--phases", "backward"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("backward"), std::string::npos) << r.err;
+}
+
 }  // namespace
 }  // namespace pgolf

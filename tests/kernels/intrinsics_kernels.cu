@@ -109,11 +109,33 @@ void launch_shuffle(const int* in, int* out, int op, int arg, int width) {
   PG_LAUNCH(shuffle_kernel, dim3(1), dim3(32), 0, nullptr, in, out, op, arg, width);
 }
 void launch_vote(const int* pred, unsigned* out) { PG_LAUNCH(vote_kernel, dim3(1), dim3(32), 0, nullptr, pred, out); }
+// Uses every byte of its dynamic shared memory: each thread fills a stride, thread 0 sums.
+// (Two instantiations so the tests' opt-in of one cannot leak into the other.)
+template <int kVariant>
+__global__ void large_shared_kernel(float* out, int floats) {
+  PG_DYNAMIC_SHARED(float, buffer);
+  for (int i = static_cast<int>(threadIdx.x); i < floats; i += static_cast<int>(blockDim.x)) buffer[i] = 1.0f;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float sum = 0.0f;
+    for (int i = 0; i < floats; ++i) sum += buffer[i];
+    out[0] = sum;
+  }
+}
+
 void launch_block_sum(const float* in, float* out, int n, int block, bool missing_sync) {
   const dim3 grid(static_cast<unsigned>((n + block - 1) / block));
   const std::size_t smem = static_cast<std::size_t>(block) * sizeof(float);
   auto kernel = missing_sync ? block_sum_kernel<false> : block_sum_kernel<true>;  // templates launch via a pointer
   PG_LAUNCH(kernel, grid, dim3(static_cast<unsigned>(block)), smem, nullptr, in, out, n);
+}
+int launch_large_shared(float* out, int bytes, bool opt_in) {
+  auto kernel = opt_in ? large_shared_kernel<1> : large_shared_kernel<0>;
+  cudaError_t e = cudaSuccess;
+  if (opt_in) e = cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  if (e == cudaSuccess)
+    PG_LAUNCH(kernel, dim3(1), dim3(128), static_cast<std::size_t>(bytes), nullptr, out, bytes / static_cast<int>(sizeof(float)));
+  return static_cast<int>(e);
 }
 void launch_divergent_barrier(int* out) { PG_LAUNCH(divergent_barrier_kernel, dim3(1), dim3(64), 0, nullptr, out); }
 void launch_exit_before_barrier(int* out) { PG_LAUNCH(exit_before_barrier_kernel, dim3(1), dim3(64), 0, nullptr, out); }

@@ -11,3 +11,8 @@ void launch_bad_mask(int* out);
 void launch_deadlock(int* out);
 void launch_barrier_rounds(int* out, int threads, int rounds);
 void launch_out_of_bounds(int* out, int n);  // writes out[0..n], one past the end
+// Sums `bytes` of dynamic shared memory (bytes / 4 floats, each thread writes its stride and
+// thread 0 adds them) into out[0]; with `opt_in`, first raises the kernel's dynamic
+// shared-memory limit to `bytes` (cudaFuncSetAttribute), as the hardware needs beyond 48 KiB.
+// Returns what cudaFuncSetAttribute returned (cudaSuccess without opt_in).
+int launch_large_shared(float* out, int bytes, bool opt_in);

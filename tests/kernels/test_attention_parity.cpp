@@ -15,7 +15,7 @@ namespace pgolf {
 namespace {
 
 using test::Device;
-using test::expect_same;
+using test::expect_same_math;
 using test::inputs;
 
 struct Shape {
@@ -49,11 +49,11 @@ TEST(AttentionParity, ForwardAndBackwardMatchTheCpuBitForBit) {
     kernels::attention_backward(dDq, dDk, dDv, dDy, dQ, dK, dV, dY, dL, s.batch, s.seq, s.heads, s.kv_heads, s.hd, true,
                                 work, nullptr);
     const std::string at = test::shape_label("", {s.batch, s.seq, s.heads, s.kv_heads, s.hd});
-    expect_same(y, Device::download(dY, qn), "attention_forward y" + at);
-    expect_same(lse, Device::download(dL, ln), "attention_forward lse" + at);
-    expect_same(dq, Device::download(dDq, qn), "attention_backward dq" + at);
-    expect_same(dk, Device::download(dDk, kvn), "attention_backward dk" + at);
-    expect_same(dv, Device::download(dDv, kvn), "attention_backward dv (+=)" + at);
+    expect_same_math(y, Device::download(dY, qn), "attention_forward y" + at);
+    expect_same_math(lse, Device::download(dL, ln), "attention_forward lse" + at);
+    expect_same_math(dq, Device::download(dDq, qn), "attention_backward dq" + at);
+    expect_same_math(dk, Device::download(dDk, kvn), "attention_backward dk" + at);
+    expect_same_math(dv, Device::download(dDv, kvn), "attention_backward dv (+=)" + at);
   }
 }
 

@@ -17,7 +17,6 @@
 
 #include "backend/cpu/cpu_ops.hpp"
 #include "elementwise.cuh"
-#include "emu/cuda_runtime_double.hpp"
 #include "kernels/parity_support.hpp"
 
 namespace pgolf {

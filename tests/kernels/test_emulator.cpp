@@ -206,6 +206,28 @@ TEST_P(Emulator, AnOutOfBoundsWriteToDeviceMemoryIsCaughtAfterTheLaunch) {
   EXPECT_EQ(cudaFree(wide), cudaSuccess);
 }
 
+// As on the hardware: up to 48 KiB of dynamic shared memory per block by default; more only
+// after cudaFuncSetAttribute raised the kernel's limit, and never more than 227 KiB.
+TEST(Emulator, DynamicSharedMemoryBeyond48KiBNeedsTheKernelsOptIn) {
+  float sum = 0.0f;
+  EXPECT_EQ(error_of([&] { launch_large_shared(&sum, 48 << 10, false); }), "");
+  EXPECT_EQ(sum, static_cast<float>((48 << 10) / 4));
+  const std::string e = error_of([&] { launch_large_shared(&sum, 64 << 10, false); });
+  EXPECT_NE(e.find("launch of kernel"), std::string::npos) << e;
+  EXPECT_NE(e.find("65536 bytes exceeds the kernel's limit of 49152 bytes (48 KiB unless raised)"), std::string::npos) << e;
+  EXPECT_NE(e.find("cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 65536)"), std::string::npos) << e;
+  sum = 0.0f;
+  int status = -1;
+  EXPECT_EQ(error_of([&] { status = launch_large_shared(&sum, 64 << 10, true); }), "");
+  EXPECT_EQ(status, static_cast<int>(cudaSuccess));
+  EXPECT_EQ(sum, static_cast<float>((64 << 10) / 4));
+  // The limit raised to 64 KiB does not allow 96 KiB, and no opt-in goes past 227 KiB.
+  EXPECT_NE(error_of([&] { launch_large_shared(&sum, 96 << 10, false); }).find("exceeds the kernel's limit"),
+            std::string::npos);
+  EXPECT_EQ(launch_large_shared(&sum, 228 << 10, true), static_cast<int>(cudaErrorInvalidValue));
+  cudaGetLastError();
+}
+
 TEST(CudaRuntimeDouble, CopiesCheckDirectionsAndMemoryStartsPoisoned) {
   float* d = nullptr;
   ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&d), 4 * sizeof(float)), cudaSuccess);

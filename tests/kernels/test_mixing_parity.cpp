@@ -15,7 +15,7 @@ namespace {
 
 using test::Device;
 using test::expect_close;
-using test::expect_same;
+using test::expect_same_math;
 using test::inputs;
 
 struct Shape {
@@ -39,8 +39,8 @@ TEST(MixingParity, SmearGateForwardAndBackwardMatchTheCpu) {
           *dDgate = dev.upload(dgate0);
     kernels::smear_forward(dY, dX, dGate, s.batch, s.seq, s.dim, nullptr);
     kernels::smear_backward(dDx, dDgate, dDy, dX, dGate, s.batch, s.seq, s.dim, nullptr);
-    expect_same(y, Device::download(dY, total), label("smear_forward", s));
-    expect_same(dx, Device::download(dDx, total), label("smear_backward dx", s));
+    expect_same_math(y, Device::download(dY, total), label("smear_forward", s));
+    expect_same_math(dx, Device::download(dDx, total), label("smear_backward dx", s));
     expect_close(dgate, Device::download(dDgate, d), 2, label("smear_backward dgate", s));
   }
 }
@@ -64,9 +64,9 @@ TEST(MixingParity, SkipForwardAndBackwardMatchTheCpuWithAndWithoutAGate) {
       kernels::skip_forward(dX, dS, dW, gated ? dGate : nullptr, n, s.dim, nullptr);
       kernels::skip_backward(dDx, dDs, dDw, gated ? dDg : nullptr, dX0, dS, dW, gated ? dGate : nullptr, n, s.dim, nullptr);
       const char* g = gated ? " gated" : "";
-      expect_same(x, Device::download(dX, total), label("skip_forward", s) + g);
-      expect_same(dx, Device::download(dDx, total), label("skip_backward dx", s) + g);
-      expect_same(ds, Device::download(dDs, total), label("skip_backward ds", s) + g);
+      expect_same_math(x, Device::download(dX, total), label("skip_forward", s) + g);
+      expect_same_math(dx, Device::download(dDx, total), label("skip_backward dx", s) + g);
+      expect_same_math(ds, Device::download(dDs, total), label("skip_backward ds", s) + g);
       expect_close(dw, Device::download(dDw, d), 2, label("skip_backward dw", s) + g);
       expect_close(dg, Device::download(dDg, d), 2, label("skip_backward dgate", s) + g);
     }
@@ -87,9 +87,9 @@ TEST(MixingParity, LaneMergeForwardAndBackwardMatchTheCpu) {
     kernels::lane_merge_forward(dOut, dA, dB, dM, n, nullptr);
     kernels::lane_merge_backward(dDa, dDb, dDm, dDout, dA, dB, dM, n, nullptr);
     const Shape as_shape{1, 1, static_cast<int>(n)};
-    expect_same(out, Device::download(dOut, n), label("lane_merge_forward", as_shape));
-    expect_same(da, Device::download(dDa, n), label("lane_merge_backward da", as_shape));
-    expect_same(db, Device::download(dDb, n), label("lane_merge_backward db", as_shape));
+    expect_same_math(out, Device::download(dOut, n), label("lane_merge_forward", as_shape));
+    expect_same_math(da, Device::download(dDa, n), label("lane_merge_backward da", as_shape));
+    expect_same_math(db, Device::download(dDb, n), label("lane_merge_backward db", as_shape));
     expect_close(dm, Device::download(dDm, 1), 2, label("lane_merge_backward dm", as_shape));
   }
 }

@@ -28,7 +28,10 @@ TempDir::~TempDir() {
   fs::remove_all(path_, ec);
 }
 
-fs::path source_dir() { return PGOLF_SOURCE_DIR; }
+fs::path source_dir() {
+  const char* other = std::getenv("PGOLF_TEST_SOURCE_DIR");
+  return other != nullptr && *other != '\0' ? fs::path(other) : fs::path(PGOLF_SOURCE_DIR);
+}
 
 fs::path pgolf_binary() {
   const char* other = std::getenv("PGOLF_TEST_BINARY");

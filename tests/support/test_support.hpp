@@ -55,6 +55,8 @@ class PgolfProcess {
   bool waited_ = false;
 };
 
+// The source tree (configs/, data/, tests/reference/): the one the tests were built from, or
+// $PGOLF_TEST_SOURCE_DIR (the device bundle's copy, scripts/device_bundle.sh).
 fs::path source_dir();
 fs::path bundled(const std::string& relative);  // source_dir()/data/relative
 void write_bytes(const fs::path& path, const std::string& bytes);

@@ -31,7 +31,7 @@ class CpuOps final : public Ops<T> {
   MemoryInfo memory_info() override { return host_memory_info(); }
   // Bytes allocated through this object and not yet released (what a memory plan predicts).
   std::uint64_t live_bytes() const { return live_bytes_.load(); }
-  std::uint64_t peak_bytes() const { return peak_bytes_.load(); }
+  std::uint64_t peak_bytes() const override { return peak_bytes_.load(); }
 
   void copy_values(T* y, const T* x, std::size_t n) override;
   void add_into(T* y, const T* x, std::size_t n) override;

@@ -12,8 +12,12 @@
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <map>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "attention.cuh"
 #include "common/error.hpp"
@@ -36,22 +40,21 @@ void check_cuda(cudaError_t e, const char* what) {
 }
 
 // A device scratch buffer that only grows (attention's dv partials, per-row NLL sums, the
-// float64 result of sum_squares).
+// float64 result of sum_squares), allocated through its backend so the backend's peak counts it.
 class Workspace {
  public:
-  Workspace() = default;
-  Workspace(const Workspace&) = delete;
-  Workspace& operator=(const Workspace&) = delete;
-  ~Workspace() { cudaFree(data_); }
-  void* get(std::size_t bytes, const char* what) {
+  void* get(Device& device, std::size_t bytes) {
     if (bytes > bytes_) {
-      check_cuda(cudaFree(data_), what);
-      data_ = nullptr;
-      bytes_ = 0;
-      check_cuda(cudaMalloc(&data_, bytes), what);
+      release(device);
+      data_ = device.allocate(bytes);
       bytes_ = bytes;
     }
     return data_;
+  }
+  void release(Device& device) {
+    if (data_ != nullptr) device.release(data_);
+    data_ = nullptr;
+    bytes_ = 0;
   }
 
  private:
@@ -66,7 +69,11 @@ class CudaOps final : public Ops<float> {
     if (s != CUBLAS_STATUS_SUCCESS)
       fail(ErrorKind::device, "CUDA backend: cannot create a cuBLASLt handle (status ", static_cast<int>(s), ")");
   }
-  ~CudaOps() override { cublasLtDestroy(lt_); }
+  ~CudaOps() override {
+    for (Workspace* w : {&dv_workspace_, &row_nll_workspace_, &sum_workspace_}) w->release(*this);
+    for (cudaEvent_t e : events_) cudaEventDestroy(e);
+    cublasLtDestroy(lt_);
+  }
   CudaOps(const CudaOps&) = delete;
   CudaOps& operator=(const CudaOps&) = delete;
 
@@ -78,9 +85,45 @@ class CudaOps final : public Ops<float> {
     if (e != cudaSuccess)
       fail(ErrorKind::device, "CUDA backend: cannot allocate ", bytes, " bytes of device memory: ", cudaGetErrorString(e));
     check_cuda(cudaMemset(p, 0, bytes), "zeroing a new allocation");
+    sizes_[p] = bytes;
+    live_bytes_ += bytes;
+    peak_bytes_ = std::max(peak_bytes_, live_bytes_);
     return p;
   }
-  void release(void* p) override { cudaFree(p); }  // never throws: called from destructors
+  void release(void* p) override {  // never throws: called from destructors
+    if (const auto it = sizes_.find(p); it != sizes_.end()) {
+      live_bytes_ -= it->second;
+      sizes_.erase(it);
+    }
+    cudaFree(p);
+  }
+  std::uint64_t peak_bytes() const override { return peak_bytes_; }
+  bool start_op_timing() override {
+    synchronize();
+    timing_ = true;
+    events_used_ = 0;
+    timed_.clear();
+    return true;
+  }
+  OpProfile stop_op_timing() override {
+    synchronize();
+    timing_ = false;
+    std::map<std::string, OpTiming> by_op;
+    for (const TimedLaunch& t : timed_) {
+      float ms = 0.0f;
+      check_cuda(cudaEventElapsedTime(&ms, t.start, t.stop), "reading a timing event");
+      OpTiming& o = by_op[t.op];
+      o.op = t.op;
+      ++o.calls;
+      o.ms += ms;
+      o.flops += t.flops;
+    }
+    timed_.clear();
+    OpProfile profile;
+    for (auto& [name, o] : by_op) profile.ops.push_back(o);
+    std::stable_sort(profile.ops.begin(), profile.ops.end(), [](const OpTiming& a, const OpTiming& b) { return a.ms > b.ms; });
+    return profile;
+  }
   void to_device(void* dst, const void* src, std::size_t bytes) override {
     check_cuda(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "copy host to device");
   }
@@ -114,12 +157,14 @@ class CudaOps final : public Ops<float> {
   }
 
   void matmul_forward(float* y, const float* x, const float* w, int n, int in, int out, bool accumulate) override {
-    guarded("matmul_forward", [&] { kernels::matmul_forward(lt_, y, x, w, n, in, out, accumulate, stream_); });
+    guarded("matmul_forward", [&] { kernels::matmul_forward(lt_, y, x, w, n, in, out, accumulate, stream_); },
+            matmul_flops(n, in, out));
   }
   void matmul_backward(float* dx, float* dw, const float* dy, const float* x, const float* w, int n, int in, int out,
                        bool accumulate_dx) override {
     guarded("matmul_backward",
-            [&] { kernels::matmul_backward(lt_, dx, dw, dy, x, w, n, in, out, accumulate_dx, stream_); });
+            [&] { kernels::matmul_backward(lt_, dx, dw, dy, x, w, n, in, out, accumulate_dx, stream_); },
+            matmul_flops(n, in, out) * ((dx != nullptr ? 1 : 0) + (dw != nullptr ? 1 : 0)));
   }
 
   void rmsnorm_forward(float* y, float* rstd, const float* x, int n, int dim, float multiplier) override {
@@ -188,15 +233,17 @@ class CudaOps final : public Ops<float> {
   }
   void attention_forward(float* y, float* lse, const float* q, const float* k, const float* v, int batch, int seq,
                          int heads, int kv_heads, int hd) override {
-    guarded("attention_forward", [&] { kernels::attention_forward(y, lse, q, k, v, batch, seq, heads, kv_heads, hd, stream_); });
+    guarded("attention_forward", [&] { kernels::attention_forward(y, lse, q, k, v, batch, seq, heads, kv_heads, hd, stream_); },
+            causal_attention_flops(batch, heads, seq, hd));
   }
   void attention_backward(float* dq, float* dk, float* dv, const float* dy, const float* q, const float* k,
                           const float* v, const float* y, const float* lse, int batch, int seq, int heads,
                           int kv_heads, int hd, bool accumulate_dv) override {
     const std::size_t dv_values = static_cast<std::size_t>(batch) * seq * kv_heads * hd;
-    auto* dv_partial = static_cast<float*>(dv_workspace_.get(dv_values * sizeof(float), "attention workspace"));
+    auto* dv_partial = static_cast<float*>(dv_workspace_.get(*this, dv_values * sizeof(float)));
     guarded("attention_backward", [&] { kernels::attention_backward(dq, dk, dv, dy, q, k, v, y, lse, batch, seq, heads, kv_heads, hd, accumulate_dv,
-                                dv_partial, stream_); });
+                                dv_partial, stream_); },
+            2.0 * causal_attention_flops(batch, heads, seq, hd));
   }
   void xsa_forward(float* out, const float* y, const float* v, int rows, int heads, int kv_heads, int hd) override {
     guarded("xsa_forward", [&] { kernels::xsa_forward(out, y, v, rows, heads, kv_heads, hd, stream_); });
@@ -216,7 +263,7 @@ class CudaOps final : public Ops<float> {
   void softcap_ce_forward(float* logits, float* nll, float* loss_sum, const std::int32_t* targets, int n, int vocab,
                           float cap) override {
     auto* row_nll = static_cast<double*>(
-        row_nll_workspace_.get(static_cast<std::size_t>(n > 0 ? n : 1) * sizeof(double), "per-row NLL workspace"));
+        row_nll_workspace_.get(*this, static_cast<std::size_t>(n > 0 ? n : 1) * sizeof(double)));
     guarded("softcap_ce_forward", [&] { kernels::softcap_ce_forward(logits, nll, loss_sum, targets, n, vocab, cap, row_nll, stream_); });
   }
   void softcap_ce_backward(float* dz, const float* logits, const std::int32_t* targets, int n, int vocab, float cap,
@@ -236,7 +283,8 @@ class CudaOps final : public Ops<float> {
 
   void gemm(float* c, const float* a, const float* b, int m, int n, int k, bool trans_a, bool trans_b, float alpha,
             float beta) override {
-    guarded("gemm", [&] { kernels::gemm(lt_, c, a, b, m, n, k, trans_a, trans_b, alpha, beta, stream_); });
+    guarded("gemm", [&] { kernels::gemm(lt_, c, a, b, m, n, k, trans_a, trans_b, alpha, beta, stream_); },
+            matmul_flops(m, k, n));
   }
   void axpby(float* y, const float* x, float a, float b, std::size_t n) override {
     guarded("axpby", [&] { kernels::axpby(y, x, a, b, n, stream_); });
@@ -245,7 +293,7 @@ class CudaOps final : public Ops<float> {
     guarded("scale_values", [&] { kernels::scale_values(x, s, n, stream_); });
   }
   double sum_squares(const float* x, std::size_t n) override {
-    auto* out = static_cast<double*>(sum_workspace_.get(sizeof(double), "sum_squares result"));
+    auto* out = static_cast<double*>(sum_workspace_.get(*this, sizeof(double)));
     guarded("sum_squares", [&] { kernels::sum_squares(out, x, n, stream_); });
     double host = 0.0;
     to_host(&host, out, sizeof host);
@@ -272,13 +320,15 @@ class CudaOps final : public Ops<float> {
   }
 
  private:
-  // Runs one op's launches. A shape beyond a kernel's limits (std::invalid_argument) is a
-  // config error; a cuBLASLt failure and a launch error the runtime reports at once are
-  // device errors; faults inside a kernel surface at the next synchronising call (a copy to
-  // the host), where check_cuda names that call instead. The emulator's own findings (a race,
-  // an out-of-bounds write: emu::Error) pass through as the internal errors they are.
+  // Runs one op's launches, between two timing events when op timing is on. A shape beyond
+  // a kernel's limits (std::invalid_argument) is a config error; a cuBLASLt failure and a
+  // launch error the runtime reports at once are device errors; faults inside a kernel surface
+  // at the next synchronising call (a copy to the host), where check_cuda names that call
+  // instead. The emulator's own findings (a race, an out-of-bounds write: emu::Error) pass
+  // through as the internal errors they are.
   template <class Launches>
-  static void guarded(const char* op, Launches&& launches) {
+  void guarded(const char* op, Launches&& launches, double flops = 0.0) {
+    cudaEvent_t start = timing_ ? record_event() : nullptr;
     try {
       launches();
     } catch (const std::invalid_argument& e) {
@@ -288,11 +338,34 @@ class CudaOps final : public Ops<float> {
     }
     const cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) fail(ErrorKind::device, "CUDA backend: ", op, ": kernel launch failed: ", cudaGetErrorString(e));
+    if (timing_) timed_.push_back(TimedLaunch{op, flops, start, record_event()});
+  }
+  // The next event of the pool (grown on demand, reused after stop_op_timing), recorded now.
+  cudaEvent_t record_event() {
+    if (events_used_ == events_.size()) {
+      cudaEvent_t e = nullptr;
+      check_cuda(cudaEventCreate(&e), "creating a timing event");
+      events_.push_back(e);
+    }
+    cudaEvent_t e = events_[events_used_++];
+    check_cuda(cudaEventRecord(e, stream_), "recording a timing event");
+    return e;
   }
 
+  struct TimedLaunch {
+    const char* op;
+    double flops;
+    cudaEvent_t start, stop;
+  };
   std::string device_;
   cublasLtHandle_t lt_ = nullptr;
   cudaStream_t stream_ = nullptr;  // the legacy default stream: every op in issue order
+  std::map<void*, std::size_t> sizes_;  // live allocations, for peak_bytes
+  std::uint64_t live_bytes_ = 0, peak_bytes_ = 0;
+  bool timing_ = false;
+  std::vector<cudaEvent_t> events_;
+  std::size_t events_used_ = 0;
+  std::vector<TimedLaunch> timed_;
   Workspace dv_workspace_, row_nll_workspace_, sum_workspace_;
 };
 

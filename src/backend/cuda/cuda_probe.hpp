@@ -11,6 +11,10 @@ struct GpuInfo {
   int compute_major = 0;
   int compute_minor = 0;
   unsigned long long memory_bytes = 0;
+  int multiprocessors = 0;
+  int l2_bytes = 0;
+  unsigned long long shared_per_block_optin = 0;  // the most dynamic shared memory one block may opt in to
+  int pci_bus = 0;
 };
 
 struct CudaProbe {

@@ -26,7 +26,9 @@ CudaProbe probe_cuda() {
   for (int i = 0; i < count; ++i) {
     cudaDeviceProp prop{};
     if (cudaGetDeviceProperties(&prop, i) != cudaSuccess) continue;
-    p.gpus.push_back(GpuInfo{prop.name, prop.major, prop.minor, static_cast<unsigned long long>(prop.totalGlobalMem)});
+    p.gpus.push_back(GpuInfo{prop.name, prop.major, prop.minor, static_cast<unsigned long long>(prop.totalGlobalMem),
+                             prop.multiProcessorCount, prop.l2CacheSize,
+                             static_cast<unsigned long long>(prop.sharedMemPerBlockOptin), prop.pciBusID});
   }
 
   p.cublaslt_version = static_cast<unsigned long long>(cublasLtGetVersion());

@@ -1,0 +1,35 @@
+#pragma once
+// Which GPU a process uses. Under a launcher (mpirun, srun, torchrun) every rank of a node runs
+// on the GPU of its local rank, read from the launcher's environment; a single process uses
+// GPU 0. Plain C++ (no CUDA headers), so the rule is tested on machines without a GPU.
+#include <functional>
+#include <string>
+
+namespace pgolf::backend {
+
+struct LocalRank {
+  int rank = 0;
+  std::string source;  // "OMPI_COMM_WORLD_LOCAL_RANK=3", or "" when no launcher set one
+};
+
+// The launchers' local-rank variables, in the order they are consulted.
+inline constexpr const char* kLocalRankVariables[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID",
+                                                      "MV2_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "LOCAL_RANK"};
+
+// The first of kLocalRankVariables that is set. Error(usage) naming the variable when its value
+// is not a whole number in [0, 4096).
+using Environment = std::function<const char*(const char*)>;
+LocalRank local_rank_from(const Environment& getenv);
+LocalRank local_rank_from_environment();
+
+struct DeviceChoice {
+  int index = 0;
+  std::string reason;  // "GPU 3 of 8, from OMPI_COMM_WORLD_LOCAL_RANK=3"
+};
+
+// The GPU for `local` among `device_count` visible ones: its local rank, or 0 when only one GPU
+// is visible (a launcher that gives each rank its own CUDA_VISIBLE_DEVICES). Error(device) when
+// none is visible or the local rank has no GPU of its own.
+DeviceChoice choose_device(const LocalRank& local, int device_count);
+
+}  // namespace pgolf::backend
