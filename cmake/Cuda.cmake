@@ -48,7 +48,8 @@ if(PGOLF_WITH_CUDA)
   add_library(pgolf_cuda STATIC src/backend/cuda/cuda_runtime_probe.cu)
   target_include_directories(pgolf_cuda PUBLIC ${CMAKE_SOURCE_DIR}/src PRIVATE ${PGOLF_NCCL_INCLUDE})
   target_compile_options(pgolf_cuda PRIVATE
-    $<$<COMPILE_LANGUAGE:CUDA>:--Werror=all-warnings -Xcompiler=-Wall,-Wextra,-Werror>)
+    $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall,-Wextra>
+    "$<$<AND:$<COMPILE_LANGUAGE:CUDA>,$<BOOL:${PGOLF_WERROR}>>:--Werror=all-warnings;-Xcompiler=-Werror>")
   target_link_libraries(pgolf_cuda PUBLIC CUDA::cudart_static CUDA::cublasLt ${PGOLF_NCCL_LIBRARY})
   message(STATUS "pgolf: CUDA backend ON (nvcc ${CMAKE_CUDA_COMPILER_VERSION}, architectures ${CMAKE_CUDA_ARCHITECTURES}, NCCL ${PGOLF_NCCL_LIBRARY})")
 endif()

@@ -6,10 +6,15 @@
 #                    (cblas.h) and GoogleTest
 #   lib/             libgtest.a and libgtest_main.a
 #   versions.cmake   the packages' versions (for `pgolf --version`)
-# and PGOLF_VENDOR_SHARED_DIR (default DIR/../lib) the shared libraries of the others. The
+# and PGOLF_VENDOR_SHARED_DIR the shared libraries of the others (the bundle's lib.tar.xz as
+# run.sh unpacks it; run.sh --build passes both). The
 # targets made here are the ones the find_package / pkg_check_modules calls of CMakeLists.txt
 # make, so nothing else changes.
-set(PGOLF_VENDOR_SHARED_DIR "${PGOLF_VENDOR_DIR}/../lib" CACHE PATH "Shared libraries of the vendored dependencies")
+set(PGOLF_VENDOR_SHARED_DIR "" CACHE PATH "Shared libraries of the vendored dependencies")
+if(NOT PGOLF_VENDOR_SHARED_DIR)
+  message(FATAL_ERROR "PGOLF_VENDOR_DIR needs PGOLF_VENDOR_SHARED_DIR: the folder of the dependencies' shared libraries "
+                      "(the bundle's run.sh --build passes it)")
+endif()
 get_filename_component(_vendor "${PGOLF_VENDOR_DIR}" ABSOLUTE)
 get_filename_component(_shared "${PGOLF_VENDOR_SHARED_DIR}" ABSOLUTE)
 if(NOT EXISTS "${_vendor}/include/CLI/CLI.hpp" OR NOT EXISTS "${_vendor}/versions.cmake")
@@ -24,7 +29,7 @@ function(pgolf_vendored target)
   set(libs)
   foreach(name IN LISTS ARGN)
     if(NOT EXISTS "${_shared}/${name}")
-      message(FATAL_ERROR "vendored ${target}: ${_shared}/${name} is missing (run the bundle's run.sh once to unpack lib/)")
+      message(FATAL_ERROR "vendored ${target}: ${_shared}/${name} is missing (the bundle's run.sh unpacks lib.tar.xz there)")
     endif()
     list(APPEND libs "${_shared}/${name}")
   endforeach()

@@ -7,7 +7,8 @@
 #   BUNDLE/run.sh --print-env         print the export lines (for `eval "$(BUNDLE/run.sh --print-env)"`)
 #   BUNDLE/run.sh --build             where the carried binaries cannot run: build them here from
 #                                     tree/ with the bundle's vendored dependencies (needs the CUDA
-#                                     toolkit, CMake >= 3.25, Ninja, g++) and use those instead
+#                                     toolkit, CMake >= 3.25, Ninja, g++; PGOLF_BUILD_DIR, default
+#                                     under TMPDIR) and use those instead
 #
 # The CUDA libraries the binaries need (MANIFEST's cuda_sonames: cuBLASLt, NCCL) come from this
 # machine. They are looked for, in order, in $PGOLF_LIB_SEARCH_PATH (a colon-separated list that
@@ -26,26 +27,25 @@ case "${1:-}" in
   --check-libs) mode=check; shift ;;
   --print-env) mode=env; shift ;;
   --build) mode=build; shift ;;
-  -h|--help|"") sed -n '2,21p' "${BASH_SOURCE[0]}"; [ -n "${1:-}" ] && exit 0; exit 2 ;;
+  -h|--help|"") sed -n '2,22p' "${BASH_SOURCE[0]}"; [ -n "${1:-}" ] && exit 0; exit 2 ;;
 esac
 say() { [ "$mode" = env ] && echo "# $*" >&2 || echo "run.sh: $*" >&2; }
 
 sonames=$(sed -n 's/^cuda_sonames: //p' "$bundle/MANIFEST")
 
-# The carried libraries, unpacked on first use (into the bundle, or a temporary folder where
-# the bundle is read-only).
-libdir="$bundle/lib"
+# The carried libraries, unpacked on first use into a temporary folder named after the bundle
+# (never into the bundle, which must stay small enough to travel).
+scratch="${TMPDIR:-/tmp}/pgolf-bundle-$(cat "$bundle/MANIFEST" "$bundle/lib.tar.xz" | cksum | cut -d' ' -f1)"
+libdir="$scratch/lib"
 if [ ! -d "$libdir" ]; then
-  [ -w "$bundle" ] || libdir="${TMPDIR:-/tmp}/pgolf-bundle-$(cksum <"$bundle/MANIFEST" | cut -d' ' -f1)/lib"
-  if [ ! -d "$libdir" ]; then
-    mkdir -p "$libdir.partial"
-    if command -v xz >/dev/null 2>&1; then
-      tar -xJf "$bundle/lib.tar.xz" -C "$libdir.partial"
-    else
-      python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$bundle/lib.tar.xz" "$libdir.partial"
-    fi
-    mv "$libdir.partial/lib" "$libdir" && rmdir "$libdir.partial"
+  rm -rf "$libdir.partial"
+  mkdir -p "$libdir.partial"
+  if command -v xz >/dev/null 2>&1; then
+    tar -xJf "$bundle/lib.tar.xz" -C "$libdir.partial"
+  else
+    python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$bundle/lib.tar.xz" "$libdir.partial"
   fi
+  mv "$libdir.partial/lib" "$libdir" && rmdir "$libdir.partial"
 fi
 
 candidate_dirs() {
@@ -63,6 +63,7 @@ candidate_dirs() {
     roots+=(/usr/local/cuda /usr/local/cuda-*)
   fi
   local r
+  shopt -s nullglob
   for r in "${roots[@]}"; do
     [ -d "$r" ] && printf '%s\n' "$r/lib64" "$r/lib" "$r/targets/x86_64-linux/lib"
   done
@@ -97,7 +98,8 @@ missing=0
 for so in $sonames; do
   dir=$(find_library "$so")
   if [ -z "$dir" ]; then
-    say "$so: not found; looked in: $(candidate_dirs | awk '!seen[$0]++' | tr '\n' ' ')${PGOLF_LIB_SEARCH_PATH:+(PGOLF_LIB_SEARCH_PATH)}${PGOLF_LIB_SEARCH_PATH:-and the loader cache}"
+    if [ -n "${PGOLF_LIB_SEARCH_PATH:-}" ]; then where="(PGOLF_LIB_SEARCH_PATH)"; else where="and the loader cache"; fi
+    say "$so: not found; looked in: $(candidate_dirs | awk '!seen[$0]++' | tr '\n' ' ')$where"
     missing=1
     continue
   fi
@@ -112,12 +114,15 @@ fi
 # Building here: tree/ with vendor/ and lib/, NCCL's header next to the libnccl found above.
 if [ "$mode" = build ]; then
   nccl_dir=$(find_library libnccl.so.2)
+  [ -n "$nccl_dir" ] || { say "libnccl.so.2 not found: NCCL is needed to build (pip's nvidia-nccl-cu13 or the toolkit's)"; exit 3; }
   nccl_include=""
   for d in "$nccl_dir/../include" "$nccl_dir/../../include"; do [ -f "$d/nccl.h" ] && nccl_include=$(cd "$d" && pwd) && break; done
   [ -n "$nccl_include" ] || { say "no nccl.h beside $nccl_dir/libnccl.so.2"; exit 3; }
-  build_dir="${PGOLF_BUILD_DIR:-$bundle/tree/build-device}"
+  build_dir="${PGOLF_BUILD_DIR:-$scratch/build}"
   say "building pgolf and the GPU tests in $build_dir (NCCL from $nccl_dir)"
-  cmake -S "$bundle/tree" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPGOLF_CUDA=ON \
+  # Warnings are not errors here: the target's compilers may warn where the build machine's did not.
+  export LD_LIBRARY_PATH="$path${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  cmake -S "$bundle/tree" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPGOLF_CUDA=ON -DPGOLF_WERROR=OFF \
     -DPGOLF_VENDOR_DIR="$bundle/vendor" -DPGOLF_VENDOR_SHARED_DIR="$libdir" \
     -DPGOLF_NCCL_LIBRARY="$nccl_dir/libnccl.so.2" -DPGOLF_NCCL_INCLUDE="$nccl_include" >&2
   cmake --build "$build_dir" --target pgolf pgolf_gpu_tests pgolf_gpu_kernel_tests >&2

@@ -10,9 +10,9 @@
 #   backend       pgolf_gpu_tests: the whole model per record option set, TTT + SLOT, and a
 #                 micro `pgolf run` through the CUDA path against the CPU path
 #   bench_b1      pgolf bench pr549, 1 x 2048 tokens, per-op profile (ms, TFLOP/s, MFU)
-#   tiny_run      pgolf run tiny on the GPU (training capped at 120 s): val_bpb, artifact bytes
 #   bench_b48     pgolf bench pr549, 48 x 2048 tokens (one GPU's share of the record's batch):
-#                 ms/step, tokens/s, MFU against 989 TFLOP/s, peak memory
+#                 ms/step, tokens/s, MFU against 989 TFLOP/s (FLOPs from bench_b1), peak memory
+#   tiny_run      pgolf run tiny on the GPU (training capped at 120 s): val_bpb, artifact bytes
 #   memcheck      compute-sanitizer memcheck of one training step of tiny (where it works)
 #
 #   scripts/gpu_check.sh [BUNDLE_DIR]      default .device-bundle (scripts/device_bundle.sh)
@@ -32,7 +32,7 @@ mkdir -p "$out"
 log="$out/gpu_check.log"
 : >"$log"
 budget=${GPU_CHECK_SECONDS:-420}
-stages=${GPU_CHECK_STAGES:-gpu libraries version kernels backend bench_b1 tiny_run bench_b48 memcheck}
+stages=${GPU_CHECK_STAGES:-gpu libraries version kernels backend bench_b1 bench_b48 tiny_run memcheck}
 start=$(date +%s)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -93,6 +93,17 @@ fig_bench() {
   grep -m1 'MFU' "$1" | sed 's/^ *//'
   grep -m1 'peak memory' "$1" | sed 's/^ *//; s/  */ /g'
 }
+fig_bench_b48() {
+  fig_bench "$1"
+  python3 - "$out/bench_b1.json" "$out/bench_b48.json" <<'PY' 2>/dev/null || true
+import json, sys
+b1, b48 = (json.load(open(p)) for p in sys.argv[1:3])
+flops = next(p["model_tflops_per_step"] for p in b1["phases"] if p["phase"] == "step" and "model_tflops_per_step" in p)
+step = next(p for p in b48["phases"] if p["phase"] == "step")
+tflops = flops * b48["batch"] / b1["batch"] / (step["ms_per_step"] / 1e3)
+print(f"MFU {100 * tflops / b48['peak_tflops']:.3g}% ({tflops:.3g} TFLOP/s of {b48['peak_tflops']:.0f}; FLOPs from bench_b1 x {b48['batch']})")
+PY
+}
 fig_tiny() {
   python3 - "$out/tiny_results.json" <<'PY' 2>/dev/null || grep -E 'val_bpb' "$1" | tail -1
 import json, sys
@@ -106,24 +117,35 @@ cd "$here"
 run_stage gpu 20 fig_gpu nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv
 nvidia-smi >>"$log" 2>&1 || true
 run_stage libraries 30 fig_libraries "$bundle/run.sh" --check-libs
-env_lines=$("$bundle/run.sh" --print-env 2>>"$log") && eval "$env_lines" ||
-  echo "gpu_check: the bundle's libraries do not resolve here: see $log" >&2
-# ok only when the CUDA backend is usable (the line naming the chosen GPU is there).
-run_stage version 20 fig_version bash -c 'pgolf --version | tee /dev/stderr | grep -q "^cuda backend: "'
-run_stage kernels 90 fig_gtest pgolf_gpu_kernel_tests --gtest_brief=1
-run_stage backend 180 fig_gtest pgolf_gpu_tests --gtest_brief=1
+# Every pgolf command goes through the bundle's run.sh, so the bundle's libraries reach pgolf
+# alone (not nvidia-smi, python3 or compute-sanitizer).
+pg="$bundle/run.sh"
+# ok only when pgolf runs and its CUDA backend is usable (the line naming the chosen GPU).
+run_stage version 20 fig_version bash -c 'out=$("$0" pgolf --version 2>&1); rc=$?; printf "%s\n" "$out";
+  [ "$rc" = 0 ] && grep -q "^cuda backend: " <<<"$out"' "$pg"
+run_stage kernels 90 fig_gtest "$pg" pgolf_gpu_kernel_tests --gtest_brief=1
+run_stage backend 180 fig_gtest "$pg" pgolf_gpu_tests --gtest_brief=1
 pr549="$bundle/tree/configs/pr549.json"
-run_stage bench_b1 90 fig_bench pgolf bench -c "$pr549" --set backend=cuda --batch 1 --steps 3 --warmup 1 --phases forward,step --profile \
-  --results "$out/bench_b1.json"
-run_stage tiny_run 200 fig_tiny bash -c "pgolf run '$bundle/tree/configs/tiny.json' --out '$work/tiny' --set backend=cuda \
-  --set train.wallclock_cap_s=120 && cp '$work/tiny/results.json' '$out/tiny_results.json'"
-run_stage bench_b48 200 fig_bench pgolf bench -c "$pr549" --set backend=cuda --batch 48 --steps 1 --warmup 0 --phases step \
-  --results "$out/bench_b48.json"
-if command -v compute-sanitizer >/dev/null 2>&1; then
-  run_stage memcheck 120 fig_memcheck compute-sanitizer --tool memcheck --error-exitcode 1 \
-    pgolf bench -c "$bundle/tree/configs/tiny.json" --set backend=cuda --batch 1 --steps 1 --warmup 0 --phases step
+run_stage bench_b1 90 fig_bench "$pg" pgolf bench -c "$pr549" --set backend=cuda --batch 1 --steps 3 --warmup 1 \
+  --phases forward,step --profile --results "$out/bench_b1.json"
+# The record's per-GPU batch before the tiny run, so that a tight budget cuts the latter. Its
+# model FLOPs are bench_b1's times 48 (the same sequences, 48 of them): MFU without a second,
+# profiled pass of a step that may take minutes.
+run_stage bench_b48 200 fig_bench_b48 "$pg" pgolf bench -c "$pr549" --set backend=cuda --batch 48 --steps 1 --warmup 0 \
+  --phases step --results "$out/bench_b48.json"
+run_stage tiny_run 200 fig_tiny bash -c '"$0" pgolf run "$1" --out "$2" --set backend=cuda --set train.wallclock_cap_s=120 &&
+  cp "$2/results.json" "$3"' "$pg" "$bundle/tree/configs/tiny.json" "$work/tiny" "$out/tiny_results.json"
+sanitizer=$(command -v compute-sanitizer || true)
+for d in "${CUDA_HOME:-}" /usr/local/cuda /opt/nvidia/compute-sanitizer; do
+  [ -z "$sanitizer" ] && [ -n "$d" ] && [ -x "$d/bin/compute-sanitizer" ] && sanitizer="$d/bin/compute-sanitizer"
+  [ -z "$sanitizer" ] && [ -n "$d" ] && [ -x "$d/compute-sanitizer" ] && sanitizer="$d/compute-sanitizer"
+done
+if [ -n "$sanitizer" ]; then
+  run_stage memcheck 120 fig_memcheck "$sanitizer" --tool memcheck --error-exitcode 1 --target-processes all \
+    "$pg" pgolf bench -c "$bundle/tree/configs/tiny.json" --set backend=cuda --batch 1 --steps 1 --warmup 0 --phases step
 else
-  rows+=("| memcheck | skipped: no compute-sanitizer on PATH | | |")
+  rows+=("| memcheck | skipped: no compute-sanitizer (PATH, CUDA_HOME/bin, /usr/local/cuda/bin) | | |")
+  json_rows+=("{\"stage\": \"memcheck\", \"status\": \"skipped: no compute-sanitizer\"}")
 fi
 
 gpu_name=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)

@@ -18,8 +18,9 @@ trap 'rm -rf "$tmp"' EXIT
 sonames=$(sed -n 's/^cuda_sonames: //p' "$bundle/MANIFEST")
 [ -n "$sonames" ] && pass "the binaries need $sonames from the machine" || fail "MANIFEST names no CUDA libraries"
 # The folder of the cuBLASLt this build linked against.
-toolkit_lib=$(dirname "$(sed -n 's/^CUDA_cublasLt_LIBRARY:FILEPATH=//p' "$build_dir/CMakeCache.txt")")
-[ -d "$toolkit_lib" ] || { fail "no CUDA_cublasLt_LIBRARY in $build_dir/CMakeCache.txt"; exit 1; }
+cublaslt=$(sed -n 's/^CUDA_cublasLt_LIBRARY:FILEPATH=//p' "$build_dir/CMakeCache.txt")
+[ -n "$cublaslt" ] && [ -f "$cublaslt" ] || { fail "no CUDA_cublasLt_LIBRARY in $build_dir/CMakeCache.txt"; exit 1; }
+toolkit_lib=$(dirname "$cublaslt")
 
 # 1. The defaults find this build's toolkit.
 out=$("$bundle/run.sh" --check-libs 2>&1) || fail "run.sh --check-libs exited $?: $out"
@@ -32,10 +33,11 @@ for so in $sonames; do
   fi
 done
 
-# 2. No toolkit: the Python packages' layout (nvidia/<package>/lib), found through python3.
-mkdir -p "$tmp/site/nvidia/cublas/lib" "$tmp/site/nvidia/nccl/lib" "$tmp/bin"
+# 2. No toolkit: the Python packages' layout, found through python3 (CUDA 13 wheels:
+# nvidia-cublas in nvidia/cu13/lib, nvidia-nccl-cu13 in nvidia/nccl/lib).
+mkdir -p "$tmp/site/nvidia/cu13/lib" "$tmp/site/nvidia/nccl/lib" "$tmp/bin"
 for so in $sonames; do
-  case "$so" in libnccl*) pkg=nccl ;; *) pkg=cublas ;; esac
+  case "$so" in libnccl*) pkg=nccl ;; *) pkg=cu13 ;; esac
   ln -s "$(realpath "$toolkit_lib/$so")" "$tmp/site/nvidia/$pkg/lib/$so"
 done
 printf '#!/bin/sh\necho %s\n' "$tmp/site" >"$tmp/bin/python3"
@@ -43,7 +45,7 @@ chmod +x "$tmp/bin/python3"
 out=$(PATH="$tmp/bin:$PATH" PGOLF_CUDA_ROOTS="$tmp/no-cuda" "$bundle/run.sh" --check-libs 2>&1) ||
   fail "run.sh --check-libs with the Python layout exited $?: $out"
 for so in $sonames; do
-  grep -q "^run.sh: $so: $tmp/site/nvidia/[a-z]*/lib$" <<<"$out" && pass "$so resolves to the nvidia-* package folder" ||
+  grep -q "^run.sh: $so: $tmp/site/nvidia/[a-z0-9]*/lib$" <<<"$out" && pass "$so resolves to the nvidia-* package folder" ||
     fail "$so did not resolve to $tmp/site/nvidia/*/lib: $out"
 done
 
@@ -53,15 +55,20 @@ out=$(PGOLF_LIB_SEARCH_PATH="$tmp/empty" "$bundle/run.sh" pgolf --version 2>&1)
 rc=$?
 set -e
 first=${sonames%% *}
-[ "$rc" = 3 ] && grep -q "$first: not found; looked in: $tmp/empty" <<<"$out" && pass "a missing $first is named (exit 3)" ||
+[ "$rc" = 3 ] && grep -q "$first: not found; looked in: $tmp/empty (PGOLF_LIB_SEARCH_PATH)$" <<<"$out" &&
+  pass "a missing $first is named (exit 3)" ||
   fail "missing libraries: exit $rc: $out"
 
 # 4. The bundle's libraries are the ones loaded.
+# (Unpacked outside the bundle, which keeps its size: it must still travel after this test.)
 env_lines=$("$bundle/run.sh" --print-env 2>/dev/null)
-lib=$(ls "$bundle/lib" 2>/dev/null | grep -m1 sentencepiece || true)
+libdir=$(eval "$env_lines"; echo "${LD_LIBRARY_PATH%%:*}")
+lib=$(ls "$libdir" 2>/dev/null | grep -m1 sentencepiece || true)
+[ ! -e "$bundle/lib" ] && [ "${libdir#"$bundle"}" = "$libdir" ] && pass "the libraries unpack outside the bundle ($libdir)" ||
+  fail "the libraries unpacked into the bundle ($libdir)"
 if [ -n "$lib" ]; then
   loaded=$(eval "$env_lines"; ldd "$bundle/bin/pgolf" | awk -v n="$lib" '$1 == n { print $3 }')
-  [ "$loaded" = "$bundle/lib/$lib" ] && pass "$lib loads from the bundle (unpacked from lib.tar.xz)" || fail "$lib loads from '$loaded'"
+  [ "$loaded" = "$libdir/$lib" ] && pass "$lib loads from the bundle's libraries (unpacked from lib.tar.xz)" || fail "$lib loads from '$loaded'"
 else
   fail "the bundle carries no SentencePiece library"
 fi
@@ -84,7 +91,7 @@ objects="CMakeFiles/pgolf_core.dir/src/data/tokenizer.cpp.o CMakeFiles/pgolf_cor
   CMakeFiles/pgolf_artifact.dir/src/export/artifact.cpp.o CMakeFiles/pgolf_cpu_ops.dir/src/backend/cpu/cpu_ops.cpp.o
   CMakeFiles/pgolf_cli.dir/src/cli/main.cpp.o tests/CMakeFiles/pgolf_tests.dir/common/test_strings.cpp.o"
 if cmake -S "$bundle/tree" -B "$tmp/vendored" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPGOLF_CUDA=OFF \
-     -DPGOLF_VENDOR_DIR="$bundle/vendor" -DPGOLF_VENDOR_SHARED_DIR="$bundle/lib" >"$tmp/vendored.log" 2>&1 &&
+     -DPGOLF_VENDOR_DIR="$bundle/vendor" -DPGOLF_VENDOR_SHARED_DIR="$libdir" >"$tmp/vendored.log" 2>&1 &&
    ninja -C "$tmp/vendored" $objects >>"$tmp/vendored.log" 2>&1; then
   uses=$(grep -c -- "-isystem $bundle/vendor/include" "$tmp/vendored/compile_commands.json" || true)
   [ "$uses" -gt 0 ] && pass "a vendored build configures and compiles the users of every dependency ($uses compile commands use vendor/include)" ||

@@ -12,9 +12,11 @@ struct LocalRank {
   std::string source;  // "OMPI_COMM_WORLD_LOCAL_RANK=3", or "" when no launcher set one
 };
 
-// The launchers' local-rank variables, in the order they are consulted.
+// The launchers' local-rank variables, in the order they are consulted: MPI's (SPEC 8: pgolf is
+// started by mpirun), then torchrun's LOCAL_RANK before Slurm's SLURM_LOCALID, since a torchrun
+// started by srun is the inner launcher (its workers inherit the srun task's SLURM_LOCALID).
 inline constexpr const char* kLocalRankVariables[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID",
-                                                      "MV2_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "LOCAL_RANK"};
+                                                      "MV2_COMM_WORLD_LOCAL_RANK", "LOCAL_RANK", "SLURM_LOCALID"};
 
 // The first of kLocalRankVariables that is set. Error(usage) naming the variable when its value
 // is not a whole number in [0, 4096).

@@ -34,7 +34,8 @@ TEST(DeviceChoice, TheLocalRankComesFromTheFirstLauncherVariableSet) {
   const LocalRank ompi = local_rank_from(env({{"OMPI_COMM_WORLD_LOCAL_RANK", "3"}, {"LOCAL_RANK", "5"}}));
   EXPECT_EQ(ompi.rank, 3);
   EXPECT_EQ(ompi.source, "OMPI_COMM_WORLD_LOCAL_RANK=3");
-  EXPECT_EQ(local_rank_from(env({{"SLURM_LOCALID", "2"}, {"LOCAL_RANK", "5"}})).rank, 2);
+  EXPECT_EQ(local_rank_from(env({{"SLURM_LOCALID", "0"}, {"LOCAL_RANK", "5"}})).rank, 5) << "torchrun inside srun";
+  EXPECT_EQ(local_rank_from(env({{"SLURM_LOCALID", "2"}})).rank, 2);
   EXPECT_EQ(local_rank_from(env({{"MPI_LOCALRANKID", "1"}})).source, "MPI_LOCALRANKID=1");
   EXPECT_EQ(local_rank_from(env({{"LOCAL_RANK", "7"}})).rank, 7);
 }

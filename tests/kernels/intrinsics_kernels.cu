@@ -129,10 +129,11 @@ void launch_block_sum(const float* in, float* out, int n, int block, bool missin
   auto kernel = missing_sync ? block_sum_kernel<false> : block_sum_kernel<true>;  // templates launch via a pointer
   PG_LAUNCH(kernel, grid, dim3(static_cast<unsigned>(block)), smem, nullptr, in, out, n);
 }
-int launch_large_shared(float* out, int bytes, bool opt_in) {
-  auto kernel = opt_in ? large_shared_kernel<1> : large_shared_kernel<0>;
+int launch_large_shared(float* out, int bytes, int variant, int raise_to) {
+  auto kernel = variant == 1 ? large_shared_kernel<1> : large_shared_kernel<0>;
   cudaError_t e = cudaSuccess;
-  if (opt_in) e = cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  if (raise_to > 0)
+    e = cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize, raise_to);
   if (e == cudaSuccess)
     PG_LAUNCH(kernel, dim3(1), dim3(128), static_cast<std::size_t>(bytes), nullptr, out, bytes / static_cast<int>(sizeof(float)));
   return static_cast<int>(e);

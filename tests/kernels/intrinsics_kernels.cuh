@@ -12,7 +12,9 @@ void launch_deadlock(int* out);
 void launch_barrier_rounds(int* out, int threads, int rounds);
 void launch_out_of_bounds(int* out, int n);  // writes out[0..n], one past the end
 // Sums `bytes` of dynamic shared memory (bytes / 4 floats, each thread writes its stride and
-// thread 0 adds them) into out[0]; with `opt_in`, first raises the kernel's dynamic
-// shared-memory limit to `bytes` (cudaFuncSetAttribute), as the hardware needs beyond 48 KiB.
-// Returns what cudaFuncSetAttribute returned (cudaSuccess without opt_in).
-int launch_large_shared(float* out, int bytes, bool opt_in);
+// thread 0 adds them) into out[0], with one of two instantiations of the kernel (`variant` 0
+// or 1, so that tests can keep one unraised); with `raise_to` > 0, first raises that kernel's
+// dynamic shared-memory limit to `raise_to` bytes (cudaFuncSetAttribute), as the hardware needs
+// beyond 48 KiB. Returns what cudaFuncSetAttribute returned (nothing is launched unless it
+// succeeded); cudaSuccess without raise_to.
+int launch_large_shared(float* out, int bytes, int variant, int raise_to);

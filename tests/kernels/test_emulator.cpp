@@ -210,22 +210,27 @@ TEST_P(Emulator, AnOutOfBoundsWriteToDeviceMemoryIsCaughtAfterTheLaunch) {
 // after cudaFuncSetAttribute raised the kernel's limit, and never more than 227 KiB.
 TEST(Emulator, DynamicSharedMemoryBeyond48KiBNeedsTheKernelsOptIn) {
   float sum = 0.0f;
-  EXPECT_EQ(error_of([&] { launch_large_shared(&sum, 48 << 10, false); }), "");
+  EXPECT_EQ(error_of([&] { launch_large_shared(&sum, 48 << 10, 0, 0); }), "");
   EXPECT_EQ(sum, static_cast<float>((48 << 10) / 4));
-  const std::string e = error_of([&] { launch_large_shared(&sum, 64 << 10, false); });
+  const std::string e = error_of([&] { launch_large_shared(&sum, 64 << 10, 0, 0); });
   EXPECT_NE(e.find("launch of kernel"), std::string::npos) << e;
   EXPECT_NE(e.find("65536 bytes exceeds the kernel's limit of 49152 bytes (48 KiB unless raised)"), std::string::npos) << e;
   EXPECT_NE(e.find("cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 65536)"), std::string::npos) << e;
   sum = 0.0f;
   int status = -1;
-  EXPECT_EQ(error_of([&] { status = launch_large_shared(&sum, 64 << 10, true); }), "");
+  EXPECT_EQ(error_of([&] { status = launch_large_shared(&sum, 64 << 10, 1, 64 << 10); }), "");
   EXPECT_EQ(status, static_cast<int>(cudaSuccess));
   EXPECT_EQ(sum, static_cast<float>((64 << 10) / 4));
-  // The limit raised to 64 KiB does not allow 96 KiB, and no opt-in goes past 227 KiB.
-  EXPECT_NE(error_of([&] { launch_large_shared(&sum, 96 << 10, false); }).find("exceeds the kernel's limit"),
-            std::string::npos);
-  EXPECT_EQ(launch_large_shared(&sum, 228 << 10, true), static_cast<int>(cudaErrorInvalidValue));
+  // The limit raised to 64 KiB stays (a later launch without the call uses it) but does not
+  // allow 96 KiB; raising one kernel leaves the other at 48 KiB; no limit goes past 227 KiB.
+  EXPECT_EQ(error_of([&] { launch_large_shared(&sum, 64 << 10, 1, 0); }), "");
+  const std::string beyond = error_of([&] { launch_large_shared(&sum, 96 << 10, 1, 0); });
+  EXPECT_NE(beyond.find("98304 bytes exceeds the kernel's limit of 65536 bytes:"), std::string::npos) << beyond;
+  EXPECT_NE(error_of([&] { launch_large_shared(&sum, 64 << 10, 0, 0); }).find("limit of 49152 bytes"), std::string::npos);
+  EXPECT_EQ(launch_large_shared(&sum, 228 << 10, 1, 228 << 10), static_cast<int>(cudaErrorInvalidValue));
   cudaGetLastError();
+  EXPECT_NE(error_of([&] { launch_large_shared(&sum, 96 << 10, 1, 0); }).find("limit of 65536"), std::string::npos)
+      << "a refused raise leaves the limit as it was";
 }
 
 TEST(CudaRuntimeDouble, CopiesCheckDirectionsAndMemoryStartsPoisoned) {

@@ -20,7 +20,9 @@ namespace pgolf::backend {
 
 namespace {
 
-constexpr int kRequiredMajor = 9;  // sm_90a: wgmma, TMA, 227 KiB of shared memory per block
+// sm_90a code runs on compute capability 9.0 alone (wgmma, TMA, 227 KiB of shared memory per
+// block): neither older GPUs nor newer ones (10.x, 12.x) can run it.
+constexpr int kRequiredMajor = 9;
 
 std::string version_text(int v) { return cat(v / 1000, ".", (v % 1000) / 10); }
 
@@ -55,7 +57,7 @@ Selected select() {
     s.index = choice.index;
     const cuda::GpuInfo& g = p.gpus[static_cast<std::size_t>(choice.index)];
     s.device = cat(gpu_text(g), ", ", choice.reason);
-    if (g.compute_major < kRequiredMajor) {
+    if (g.compute_major != kRequiredMajor) {
       s.why_not = cat("GPU ", choice.index, " is ", g.name, " of compute capability ", g.compute_major, ".",
                       g.compute_minor, "; pgolf's kernels are built for sm_90a and need compute capability 9.0 "
                       "(Hopper: H100, H200)");
