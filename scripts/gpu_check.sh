@@ -113,7 +113,7 @@ PY
 }
 fig_memcheck() { grep -m1 -E 'ERROR SUMMARY|Device not supported|error' "$1" || true; }
 
-cd "$here"
+cd "$here" || exit 2
 run_stage gpu 20 fig_gpu nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv
 nvidia-smi >>"$log" 2>&1 || true
 run_stage libraries 30 fig_libraries "$bundle/run.sh" --check-libs
