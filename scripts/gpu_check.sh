@@ -91,6 +91,7 @@ fig_bench() {
   grep -m1 '^pgolf: ' "$1"
   grep -E '^  (forward|forward\+backward|training step) ' "$1" | sed 's/^ *//; s/  */ /g' | tr '\n' ';'
   grep -m1 'MFU' "$1" | sed 's/^ *//'
+  grep 'host syncs per step' "$1" | tail -1 | sed 's/^ *//; s/ (cudaMalloc.*//'
   grep -m1 'peak memory' "$1" | sed 's/^ *//; s/  */ /g'
 }
 fig_bench_b48() {

@@ -1,6 +1,7 @@
 #include "backend/device_choice.hpp"
 
 #include <cstdlib>
+#include <string>
 
 #include "common/error.hpp"
 #include "common/strings.hpp"
@@ -22,6 +23,16 @@ LocalRank local_rank_from(const Environment& getenv) {
 
 LocalRank local_rank_from_environment() {
   return local_rank_from([](const char* name) { return std::getenv(name); });
+}
+
+void require_single_process(const Environment& getenv) {
+  for (const char* name : kWorldSizeVariables) {
+    const char* value = getenv(name);
+    if (value == nullptr || std::string(value) == "1" || *value == 0) continue;
+    fail(ErrorKind::usage, "started as one of several processes (", name, "=", value,
+         "), but pgolf trains and evaluates in one process until multi-rank training lands (issue 15); each rank "
+         "would train the whole model alone and overwrite the others' outputs: run it without mpirun/torchrun");
+  }
 }
 
 DeviceChoice choose_device(const LocalRank& local, int device_count) {

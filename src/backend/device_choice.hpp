@@ -24,6 +24,13 @@ using Environment = std::function<const char*(const char*)>;
 LocalRank local_rank_from(const Environment& getenv);
 LocalRank local_rank_from_environment();
 
+// The launchers' world-size variables (mpirun, MPICH's PMI, torchrun). pgolf runs as one
+// process until multi-rank training lands (issue 15); started as several, each rank would train
+// the whole model on its own and write the same outputs, so that is refused.
+inline constexpr const char* kWorldSizeVariables[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "WORLD_SIZE"};
+// Error(usage) naming the variable when a launcher started more than one process.
+void require_single_process(const Environment& getenv);
+
 struct DeviceChoice {
   int index = 0;
   std::string reason;  // "GPU 3 of 8, from OMPI_COMM_WORLD_LOCAL_RANK=3"

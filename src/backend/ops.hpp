@@ -19,6 +19,7 @@
 //   bit-identical outputs.
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "backend/memory.hpp"
@@ -42,6 +43,15 @@ class Device {
   virtual MemoryInfo memory_info() = 0;
   // The most bytes held at once through allocate() (and the backend's own workspaces) so far.
   virtual std::uint64_t peak_bytes() const = 0;
+  // What stalls an asynchronous device, counted since construction: host synchronisations
+  // (copies between host and device, synchronize()) and device allocation calls (allocations
+  // and releases, which synchronise too). The fast GPU path drives both to 0 per training step
+  // (issue 14); pgolf bench prints them. Empty on a backend with nothing to stall (the CPU's).
+  struct StallCounts {
+    std::uint64_t host_syncs = 0;
+    std::uint64_t allocation_calls = 0;
+  };
+  virtual std::optional<StallCounts> stall_counts() const { return std::nullopt; }
   // Per-op timing (backend/op_profile.hpp) for benchmarks: start_op_timing() returns false
   // when the backend cannot time its ops; stop_op_timing() returns what ran since the start.
   virtual bool start_op_timing() { return false; }

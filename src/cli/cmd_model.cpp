@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <iomanip>
 #include <memory>
+#include <optional>
 
 #include "backend/cpu/cpu_ops.hpp"
 #include "cli/cli_checks.hpp"
@@ -137,6 +138,7 @@ struct PhaseResult {
   double seconds = 0.0;  // per step
   backend::OpProfile profile;
   bool profiled = false;
+  std::optional<backend::Device::StallCounts> stalls;  // per step, over the timed steps
 };
 
 json profile_json(const backend::OpProfile& p, int steps) {
@@ -201,11 +203,17 @@ void run_bench(const BenchOptions& o) {
     };
     for (int i = 0; i < o.warmup; ++i) once();
     ops.synchronize();  // a GPU backend runs asynchronously: time finished work only
-    PhaseResult r{phase, 0.0, {}, false};
+    PhaseResult r{phase, 0.0, {}, false, std::nullopt};
     using clock = std::chrono::steady_clock;
+    const auto before = ops.stall_counts();
     const auto t0 = clock::now();
     for (int i = 0; i < o.steps; ++i) once();
+    const auto after = ops.stall_counts();  // before the bench's own synchronisation below
     ops.synchronize();
+    if (before && after)
+      r.stalls = backend::Device::StallCounts{(after->host_syncs - before->host_syncs) / static_cast<std::uint64_t>(o.steps),
+                                              (after->allocation_calls - before->allocation_calls) /
+                                                  static_cast<std::uint64_t>(o.steps)};
     r.seconds = std::chrono::duration<double>(clock::now() - t0).count() / o.steps;
     if (o.profile) {  // once more, op by op between device events (which perturbs the timing above)
       r.profiled = ops.start_op_timing();
@@ -225,6 +233,13 @@ void run_bench(const BenchOptions& o) {
     std::printf("  %-17s %9.1f ms/step %12.0f tokens/s%s\n", labels[which], r.seconds * 1e3, tokens / r.seconds,
                 which == 2 ? "  (+ clipping, optimizers, EMA)" : "");
     json pj = {{"phase", phase}, {"ms_per_step", r.seconds * 1e3}, {"tokens_per_s", tokens / r.seconds}};
+    if (r.stalls) {
+      std::printf("    host syncs per step %llu, device allocations per step %llu (cudaMalloc/cudaFree calls)\n",
+                  static_cast<unsigned long long>(r.stalls->host_syncs),
+                  static_cast<unsigned long long>(r.stalls->allocation_calls));
+      pj["host_syncs_per_step"] = r.stalls->host_syncs;
+      pj["device_allocations_per_step"] = r.stalls->allocation_calls;
+    }
     if (o.profile && !r.profiled) std::printf("    (no per-op timing on backend %s)\n", ops.name().c_str());
     if (r.profiled) {
       // Model FLOPs of the model's products only (the optimizer's Newton-Schulz products are

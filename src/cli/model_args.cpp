@@ -4,9 +4,11 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <cstdlib>
 
 #include "backend/cpu/cpu_ops.hpp"
 #include "backend/cuda/cuda_backend.hpp"
+#include "backend/device_choice.hpp"
 #include "common/error.hpp"
 #include "common/strings.hpp"
 #include "export/artifact.hpp"
@@ -39,6 +41,7 @@ config::LoadedConfig load_config_args(const ConfigArgs& args) {
 }
 
 std::unique_ptr<backend::Ops<float>> make_backend(const config::Config& c) {
+  backend::require_single_process([](const char* name) { return std::getenv(name); });
   backend::set_cpu_threads(static_cast<int>(c.threads));  // host-side work uses them on either backend
   const backend::CudaBackendInfo& cuda = backend::cuda_backend_info();
   if (c.backend == config::Backend::cuda && !cuda.usable)

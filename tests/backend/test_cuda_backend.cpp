@@ -264,6 +264,29 @@ TEST(CudaBackend, OpTimingCountsEveryOpAndTheProductsFlopsAndPeakBytesCountWorks
   EXPECT_TRUE(ops->stop_op_timing().ops.empty());
 }
 
+// The stalls the fast path must remove (issue 14), counted exactly: every copy between host
+// and device and every synchronize() is a host sync, every allocation and release an
+// allocation call; device-to-device work is neither.
+TEST(CudaBackend, HostSyncsAndAllocationCallsAreCountedExactly) {
+  const auto ops = cuda_backend();
+  const auto start = ops->stall_counts();
+  ASSERT_TRUE(start.has_value());
+  float* d = static_cast<float*>(ops->allocate(64 * sizeof(float)));
+  std::vector<float> host(64, 2.0f);
+  ops->to_device(d, host.data(), 64 * sizeof(float));
+  ops->scale_values(d, 0.5f, 64);
+  ops->copy(d, d + 32, 32 * sizeof(float));
+  ops->to_host(host.data(), d, 64 * sizeof(float));
+  ops->synchronize();
+  EXPECT_DOUBLE_EQ(ops->sum_squares(d, 64), 64.0);  // its result comes back to the host: one sync
+  ops->release(d);
+  const auto end = ops->stall_counts();
+  // sum_squares allocated its one-double workspace once (1 call) and copied it back (1 sync).
+  EXPECT_EQ(end->host_syncs - start->host_syncs, 4u);
+  EXPECT_EQ(end->allocation_calls - start->allocation_calls, 3u);
+  EXPECT_FALSE(CpuOps<float>().stall_counts().has_value()) << "the CPU backend has nothing to stall";
+}
+
 #if !PGOLF_TEST_REAL_GPU
 TEST(CudaBackend, AHostPointerWhereDeviceMemoryBelongsIsCaught) {
   // The mistake a CPU-only test suite can never see: passing host memory as a device pointer.

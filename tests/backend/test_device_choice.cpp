@@ -65,5 +65,15 @@ TEST(DeviceChoice, ALocalRankWithoutAGpuAndNoGpuAtAllAreRefused) {
   EXPECT_NE(error_of([] { choose_device(LocalRank{}, 0); }).find("no CUDA device is visible"), std::string::npos);
 }
 
+TEST(DeviceChoice, MoreThanOneProcessIsRefusedNamingTheLauncherVariable) {
+  require_single_process(env({}));
+  require_single_process(env({{"OMPI_COMM_WORLD_SIZE", "1"}, {"WORLD_SIZE", "1"}}));
+  for (const char* name : kWorldSizeVariables) {
+    const std::string e = error_of([&] { require_single_process(env({{name, "8"}})); });
+    EXPECT_NE(e.find(std::string("started as one of several processes (") + name + "=8)"), std::string::npos) << e;
+    EXPECT_NE(e.find("multi-rank training lands (issue 15)"), std::string::npos) << e;
+  }
+}
+
 }  // namespace
 }  // namespace pgolf::backend

@@ -602,5 +602,15 @@ TEST(StartUp, OneSummaryLineByDefaultTheTablesWithVerboseAndInLayoutTxt) {
   EXPECT_TRUE(contains(res["val_bpb_of"], "artifact"));
 }
 
+// Started by mpirun -np 8 before multi-rank training exists, eight copies would each train the
+// whole model and overwrite each other's outputs: refused before any work, naming the variable.
+TEST(StartUp, SeveralProcessesUnderALauncherAreRefused) {
+  const auto r = test::run_program(test::pgolf_binary(), {"bench", "-c", kTiny, "--batch", "1", "--steps", "1"},
+                                   {"OMPI_COMM_WORLD_SIZE=8", "OMPI_COMM_WORLD_LOCAL_RANK=3"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("started as one of several processes (OMPI_COMM_WORLD_SIZE=8)"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out.find("tokens/s"), std::string::npos) << "nothing ran";
+}
+
 }  // namespace
 }  // namespace pgolf

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -85,6 +86,7 @@ class CudaOps final : public Ops<float> {
     if (e != cudaSuccess)
       fail(ErrorKind::device, "CUDA backend: cannot allocate ", bytes, " bytes of device memory: ", cudaGetErrorString(e));
     check_cuda(cudaMemset(p, 0, bytes), "zeroing a new allocation");
+    ++stalls_.allocation_calls;
     sizes_[p] = bytes;
     live_bytes_ += bytes;
     peak_bytes_ = std::max(peak_bytes_, live_bytes_);
@@ -95,8 +97,10 @@ class CudaOps final : public Ops<float> {
       live_bytes_ -= it->second;
       sizes_.erase(it);
     }
+    ++stalls_.allocation_calls;
     cudaFree(p);
   }
+  std::optional<StallCounts> stall_counts() const override { return stalls_; }
   std::uint64_t peak_bytes() const override { return peak_bytes_; }
   bool start_op_timing() override {
     synchronize();
@@ -125,16 +129,21 @@ class CudaOps final : public Ops<float> {
     return profile;
   }
   void to_device(void* dst, const void* src, std::size_t bytes) override {
+    ++stalls_.host_syncs;  // from pageable host memory: the host waits for the copy
     check_cuda(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "copy host to device");
   }
   void to_host(void* dst, const void* src, std::size_t bytes) override {
+    ++stalls_.host_syncs;
     check_cuda(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "copy device to host");
   }
   void copy(void* dst, const void* src, std::size_t bytes) override {
     check_cuda(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), "copy device to device");
   }
   void zero(void* p, std::size_t bytes) override { check_cuda(cudaMemset(p, 0, bytes), "memset"); }
-  void synchronize() override { check_cuda(cudaDeviceSynchronize(), "synchronize"); }
+  void synchronize() override {
+    ++stalls_.host_syncs;
+    check_cuda(cudaDeviceSynchronize(), "synchronize");
+  }
   MemoryInfo memory_info() override {
     std::size_t free = 0, total = 0;
     check_cuda(cudaMemGetInfo(&free, &total), "cudaMemGetInfo");
@@ -361,6 +370,7 @@ class CudaOps final : public Ops<float> {
   cublasLtHandle_t lt_ = nullptr;
   cudaStream_t stream_ = nullptr;  // the legacy default stream: every op in issue order
   std::map<void*, std::size_t> sizes_;  // live allocations, for peak_bytes
+  StallCounts stalls_;
   std::uint64_t live_bytes_ = 0, peak_bytes_ = 0;
   bool timing_ = false;
   std::vector<cudaEvent_t> events_;
