@@ -110,6 +110,12 @@ Model<T>::Model(LayoutOnly, const config::ModelConfig& cfg, backend::Ops<T>& ops
   for (bool rec : {false, true})
     for (const auto& s : layer_schedule(cfg, rec)) max_enc_ = std::max(max_enc_, s.push_slot + 1);
   schedule_ = layer_schedule(cfg, false);
+  block_offsets_.resize(static_cast<std::size_t>(cfg.num_layers));
+  for (std::size_t l = 0; l < block_offsets_.size(); ++l)
+    for (int t = 0; t < static_cast<int>(BlockTensor::count); ++t) {
+      const ParamSpec* spec = table_.find(cat("blocks.", l, ".", block_tensor_suffix(static_cast<BlockTensor>(t))));
+      block_offsets_[l][static_cast<std::size_t>(t)] = spec != nullptr ? spec->offset : kAbsent;
+    }
   build_arena();
 }
 
@@ -337,8 +343,29 @@ void Model<T>::set_recurrence_active(bool active) {
 }
 
 template <class T>
-const T* Model<T>::block_param(int layer, const char* suffix) const {
-  return param(cat("blocks.", layer, ".", suffix));
+const char* Model<T>::block_tensor_suffix(BlockTensor t) {
+  switch (t) {
+    case BlockTensor::c_q: return "attn.c_q.weight";
+    case BlockTensor::c_k: return "attn.c_k.weight";
+    case BlockTensor::c_v: return "attn.c_v.weight";
+    case BlockTensor::attn_proj: return "attn.proj.weight";
+    case BlockTensor::q_gain: return "attn.q_gain";
+    case BlockTensor::attn_scale: return "attn_scale";
+    case BlockTensor::fc: return "mlp.fc.weight";
+    case BlockTensor::mlp_proj: return "mlp.proj.weight";
+    case BlockTensor::mlp_scale: return "mlp_scale";
+    case BlockTensor::resid_mix: return "resid_mix";
+    case BlockTensor::count: break;
+  }
+  fail(ErrorKind::internal, "model: no block tensor ", static_cast<int>(t));
+}
+
+template <class T>
+std::size_t Model<T>::block_offset(int layer, BlockTensor t) const {
+  const std::size_t off = block_offsets_.at(static_cast<std::size_t>(layer))[static_cast<std::size_t>(t)];
+  if (off == kAbsent)
+    fail(ErrorKind::internal, "model: blocks.", layer, ".", block_tensor_suffix(t), " is not a parameter of this model");
+  return off;
 }
 
 template <class T>
@@ -349,10 +376,6 @@ void Model<T>::observe_input(int layer, std::initializer_list<const char*> suffi
   observer_(names, x, n, in);
 }
 
-template <class T>
-T* Model<T>::block_grad(int layer, const char* suffix) {
-  return grad(cat("blocks.", layer, ".", suffix));
-}
 
 template <class T>
 T Model<T>::layer_multiplier(int layer) const {
@@ -378,12 +401,12 @@ void Model<T>::attention_forward(StepActs& s, int layer, const T* stream_in) {
   const int N = batch_ * seq_, d = static_cast<int>(cfg_.model_dim), H = static_cast<int>(cfg_.num_heads),
             Hkv = static_cast<int>(cfg_.num_kv_heads), hd = static_cast<int>(cfg_.head_dim()), kvd = Hkv * hd;
   AttnActs& a = s.attn;
-  ops_.resid_mix_forward(a.xin, stream_in, x0_, block_param(layer, "resid_mix"), N, d);
+  ops_.resid_mix_forward(a.xin, stream_in, x0_, block_param(layer, BlockTensor::resid_mix), N, d);
   ops_.rmsnorm_forward(a.u, a.rstd, a.xin, N, d, layer_multiplier(layer));
   observe_input(layer, {"attn.c_q.weight", "attn.c_k.weight", "attn.c_v.weight"}, a.u, N, d);
-  ops_.matmul_forward(a.q, a.u, block_param(layer, "attn.c_q.weight"), N, d, d, false);
-  ops_.matmul_forward(a.k, a.u, block_param(layer, "attn.c_k.weight"), N, d, kvd, false);
-  ops_.matmul_forward(a.v, a.u, block_param(layer, "attn.c_v.weight"), N, d, kvd, false);
+  ops_.matmul_forward(a.q, a.u, block_param(layer, BlockTensor::c_q), N, d, d, false);
+  ops_.matmul_forward(a.k, a.u, block_param(layer, BlockTensor::c_k), N, d, kvd, false);
+  ops_.matmul_forward(a.v, a.u, block_param(layer, BlockTensor::c_v), N, d, kvd, false);
   if (int k = ve_index(layer); k >= 0)
     ops_.add_scaled_forward(a.v, ve_base_, param("ve_shared.scale"), param(cat("ve_layer_scales.", k)),
                             static_cast<std::size_t>(N) * kvd);
@@ -392,7 +415,7 @@ void Model<T>::attention_forward(StepActs& s, int layer, const T* stream_in) {
   const int r = static_cast<int>(cfg_.rope.dims);
   ops_.rope_apply(a.qr, rope_cos_, rope_sin_, N, seq_, H, hd, r, false);
   ops_.rope_apply(a.kr, rope_cos_, rope_sin_, N, seq_, Hkv, hd, r, false);
-  ops_.head_gain_forward(a.qg, a.qr, block_param(layer, "attn.q_gain"), N, H, hd);
+  ops_.head_gain_forward(a.qg, a.qr, block_param(layer, BlockTensor::q_gain), N, H, hd);
   ops_.attention_forward(a.y, a.lse, a.qg, a.kr, a.v, batch_, seq_, H, Hkv, hd);
   const T* yx = a.y;
   if (has_xsa(layer)) {
@@ -400,8 +423,8 @@ void Model<T>::attention_forward(StepActs& s, int layer, const T* stream_in) {
     yx = a.yx;
   }
   observe_input(layer, {"attn.proj.weight"}, yx, N, d);
-  ops_.matmul_forward(a.a, yx, block_param(layer, "attn.proj.weight"), N, d, d, false);
-  ops_.residual_scale_forward(a.out, a.xin, a.a, block_param(layer, "attn_scale"), N, d);
+  ops_.matmul_forward(a.a, yx, block_param(layer, BlockTensor::attn_proj), N, d, d, false);
+  ops_.residual_scale_forward(a.out, a.xin, a.a, block_param(layer, BlockTensor::attn_scale), N, d);
 }
 
 template <class T>
@@ -410,11 +433,11 @@ void Model<T>::mlp_forward(StepActs& s, int layer, const T* stream_in) {
   MlpActs& m = s.mlp;
   ops_.rmsnorm_forward(m.u, m.rstd, stream_in, N, d, layer_multiplier(layer));
   observe_input(layer, {"mlp.fc.weight"}, m.u, N, d);
-  ops_.matmul_forward(m.h, m.u, block_param(layer, "mlp.fc.weight"), N, d, f, false);
+  ops_.matmul_forward(m.h, m.u, block_param(layer, BlockTensor::fc), N, d, f, false);
   ops_.leaky_relu_sq_forward(m.z, m.h, static_cast<T>(cfg_.leaky_relu_slope), static_cast<std::size_t>(N) * f);
   observe_input(layer, {"mlp.proj.weight"}, m.z, N, f);
-  ops_.matmul_forward(m.m, m.z, block_param(layer, "mlp.proj.weight"), N, f, d, false);
-  ops_.residual_scale_forward(m.out, stream_in, m.m, block_param(layer, "mlp_scale"), N, d);
+  ops_.matmul_forward(m.m, m.z, block_param(layer, BlockTensor::mlp_proj), N, f, d, false);
+  ops_.residual_scale_forward(m.out, stream_in, m.m, block_param(layer, BlockTensor::mlp_scale), N, d);
 }
 
 template <class T>
@@ -542,11 +565,11 @@ void Model<T>::attention_backward(StepActs& s, int layer, const T* stream_in, T*
             Hkv = static_cast<int>(cfg_.num_kv_heads), hd = static_cast<int>(cfg_.head_dim()), kvd = Hkv * hd;
   const auto Nd = static_cast<std::size_t>(N) * d;
   AttnActs& a = s.attn;
-  ops_.residual_scale_backward(g_.da, block_grad(layer, "attn_scale"), dout, a.a, block_param(layer, "attn_scale"), N, d);
+  ops_.residual_scale_backward(g_.da, block_grad(layer, BlockTensor::attn_scale), dout, a.a, block_param(layer, BlockTensor::attn_scale), N, d);
   ops_.copy_values(g_.xin, dout, Nd);  // the residual path: out = xin + ...
   const bool xsa = has_xsa(layer);
   const T* yx = xsa ? a.yx : a.y;
-  ops_.matmul_backward(g_.dyx, block_grad(layer, "attn.proj.weight"), g_.da, yx, block_param(layer, "attn.proj.weight"),
+  ops_.matmul_backward(g_.dyx, block_grad(layer, BlockTensor::attn_proj), g_.da, yx, block_param(layer, BlockTensor::attn_proj),
                        N, d, d, false);
   const T* dy = g_.dyx;
   if (xsa) {
@@ -555,7 +578,7 @@ void Model<T>::attention_backward(StepActs& s, int layer, const T* stream_in, T*
     dy = g_.dy;
   }
   ops_.attention_backward(g_.dq, g_.dkr, g_.dv, dy, a.qg, a.kr, a.v, a.y, a.lse, batch_, seq_, H, Hkv, hd, xsa);
-  ops_.head_gain_backward(g_.dqr, block_grad(layer, "attn.q_gain"), g_.dq, a.qr, block_param(layer, "attn.q_gain"), N,
+  ops_.head_gain_backward(g_.dqr, block_grad(layer, BlockTensor::q_gain), g_.dq, a.qr, block_param(layer, BlockTensor::q_gain), N,
                           H, hd);
   const int r = static_cast<int>(cfg_.rope.dims);
   ops_.rope_apply(g_.dqr, rope_cos_, rope_sin_, N, seq_, H, hd, r, true);
@@ -567,26 +590,26 @@ void Model<T>::attention_backward(StepActs& s, int layer, const T* stream_in, T*
     ops_.add_scaled_backward(g_.ve, grad("ve_shared.scale"), grad(ls), g_.dv, ve_base_, param("ve_shared.scale"),
                              param(ls), static_cast<std::size_t>(N) * kvd, true);
   }
-  ops_.matmul_backward(g_.du, block_grad(layer, "attn.c_q.weight"), g_.dq, a.u, block_param(layer, "attn.c_q.weight"), N,
+  ops_.matmul_backward(g_.du, block_grad(layer, BlockTensor::c_q), g_.dq, a.u, block_param(layer, BlockTensor::c_q), N,
                        d, d, false);
-  ops_.matmul_backward(g_.du, block_grad(layer, "attn.c_k.weight"), g_.dk, a.u, block_param(layer, "attn.c_k.weight"), N,
+  ops_.matmul_backward(g_.du, block_grad(layer, BlockTensor::c_k), g_.dk, a.u, block_param(layer, BlockTensor::c_k), N,
                        d, kvd, true);
-  ops_.matmul_backward(g_.du, block_grad(layer, "attn.c_v.weight"), g_.dv, a.u, block_param(layer, "attn.c_v.weight"), N,
+  ops_.matmul_backward(g_.du, block_grad(layer, BlockTensor::c_v), g_.dv, a.u, block_param(layer, BlockTensor::c_v), N,
                        d, kvd, true);
   ops_.rmsnorm_backward(g_.xin, g_.du, a.xin, a.rstd, N, d, layer_multiplier(layer), true);
-  ops_.resid_mix_backward(dstream_in, g_.x0, block_grad(layer, "resid_mix"), g_.xin, stream_in, x0_,
-                          block_param(layer, "resid_mix"), N, d);
+  ops_.resid_mix_backward(dstream_in, g_.x0, block_grad(layer, BlockTensor::resid_mix), g_.xin, stream_in, x0_,
+                          block_param(layer, BlockTensor::resid_mix), N, d);
 }
 
 template <class T>
 void Model<T>::mlp_backward(StepActs& s, int layer, const T* stream_in, T* dout) {
   const int N = batch_ * seq_, d = static_cast<int>(cfg_.model_dim), f = static_cast<int>(cfg_.mlp_hidden());
   MlpActs& m = s.mlp;
-  ops_.residual_scale_backward(g_.da, block_grad(layer, "mlp_scale"), dout, m.m, block_param(layer, "mlp_scale"), N, d);
-  ops_.matmul_backward(g_.dz, block_grad(layer, "mlp.proj.weight"), g_.da, m.z, block_param(layer, "mlp.proj.weight"),
+  ops_.residual_scale_backward(g_.da, block_grad(layer, BlockTensor::mlp_scale), dout, m.m, block_param(layer, BlockTensor::mlp_scale), N, d);
+  ops_.matmul_backward(g_.dz, block_grad(layer, BlockTensor::mlp_proj), g_.da, m.z, block_param(layer, BlockTensor::mlp_proj),
                        N, f, d, false);
   ops_.leaky_relu_sq_backward(g_.dh, g_.dz, m.h, static_cast<T>(cfg_.leaky_relu_slope), static_cast<std::size_t>(N) * f);
-  ops_.matmul_backward(g_.du, block_grad(layer, "mlp.fc.weight"), g_.dh, m.u, block_param(layer, "mlp.fc.weight"), N, d,
+  ops_.matmul_backward(g_.du, block_grad(layer, BlockTensor::fc), g_.dh, m.u, block_param(layer, BlockTensor::fc), N, d,
                        f, false);
   // out = stream_in + ..., so dout already holds the residual part of d(stream_in).
   ops_.rmsnorm_backward(dout, g_.du, stream_in, m.rstd, N, d, layer_multiplier(layer), true);

@@ -2,6 +2,7 @@
 // The model orchestration (SPEC 3, docs/model.md), written once against backend::Ops<T>:
 // forward with every activation the backward needs kept in one arena, and backward that
 // accumulates parameter gradients into a buffer laid out like the parameters.
+#include <array>
 #include <cstdint>
 #include <cstdio>
 #include <functional>
@@ -178,9 +179,15 @@ class Model {
   // `dout` into the gradient of its input stream in place.
   void attention_backward(StepActs& s, int layer, const T* stream_in, T* dout, T* dstream_in);
   void mlp_backward(StepActs& s, int layer, const T* stream_in, T* dout);
-  const T* block_param(int layer, const char* suffix) const;
+  // The tensors of one block by role. block_param/block_grad find them through offsets into
+  // the parameter buffer filled once from the table (block_offsets_), so the forward and
+  // backward never build or look up a name; an absent tensor is Error(internal) naming it.
+  enum class BlockTensor : int { c_q, c_k, c_v, attn_proj, q_gain, attn_scale, fc, mlp_proj, mlp_scale, resid_mix, count };
+  static const char* block_tensor_suffix(BlockTensor t);  // "attn.c_q.weight", ...
+  std::size_t block_offset(int layer, BlockTensor t) const;
+  const T* block_param(int layer, BlockTensor t) const { return weights_ + block_offset(layer, t); }
+  T* block_grad(int layer, BlockTensor t) { return grads_ + block_offset(layer, t); }
   void observe_input(int layer, std::initializer_list<const char*> suffixes, const T* x, int n, int in);
-  T* block_grad(int layer, const char* suffix);
   T layer_multiplier(int layer) const;
   int ve_index(int layer) const;  // -1 when the layer has no value embedding
   bool has_xsa(int layer) const;
@@ -194,6 +201,8 @@ class Model {
   bool recurrence_active_ = false;
   bool have_forward_ = false;
   std::vector<Step> schedule_;
+  static constexpr std::size_t kAbsent = static_cast<std::size_t>(-1);
+  std::vector<std::array<std::size_t, static_cast<std::size_t>(BlockTensor::count)>> block_offsets_;
   int max_steps_ = 0, max_enc_ = 0;
 
   T* params_ = nullptr;
