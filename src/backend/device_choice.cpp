@@ -21,8 +21,8 @@ LocalRank local_rank_from(const Environment& getenv) {
   return {};
 }
 
-LocalRank local_rank_from_environment() {
-  return local_rank_from([](const char* name) { return std::getenv(name); });
+Environment process_environment() {
+  return [](const char* name) -> const char* { return std::getenv(name); };
 }
 
 void require_single_process(const Environment& getenv) {

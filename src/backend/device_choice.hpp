@@ -21,8 +21,8 @@ inline constexpr const char* kLocalRankVariables[] = {"OMPI_COMM_WORLD_LOCAL_RAN
 // The first of kLocalRankVariables that is set. Error(usage) naming the variable when its value
 // is not a whole number in [0, 4096).
 using Environment = std::function<const char*(const char*)>;
+Environment process_environment();  // std::getenv
 LocalRank local_rank_from(const Environment& getenv);
-LocalRank local_rank_from_environment();
 
 // The launchers' world-size variables (mpirun, MPICH's PMI, torchrun). pgolf runs as one
 // process until multi-rank training lands (issue 15); started as several, each rank would train

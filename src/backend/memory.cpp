@@ -1,5 +1,6 @@
 #include "backend/memory.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <fstream>
 #include <sstream>
@@ -111,6 +112,31 @@ std::string check_memory_plan(const MemoryPlan& plan, const MemoryInfo& info, co
   return cat("memory: ", plan.summary(), " planned on ", where, "; ",
              info.known ? cat(human_bytes(info.available), " available (", info.source, ")")
                         : std::string("available memory unknown, not checked"));
+}
+
+void AllocationLedger::add(const void* p, std::uint64_t bytes) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  sizes_[p] = bytes;
+  live_ += bytes;
+  peak_ = std::max(peak_, live_);
+}
+
+void AllocationLedger::remove(const void* p) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (const auto it = sizes_.find(p); it != sizes_.end()) {
+    live_ -= it->second;
+    sizes_.erase(it);
+  }
+}
+
+std::uint64_t AllocationLedger::live() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return live_;
+}
+
+std::uint64_t AllocationLedger::peak() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return peak_;
 }
 
 }  // namespace pgolf::backend

@@ -5,7 +5,9 @@
 // kernel's OOM killer once zero-filling touches overcommitted pages.
 #include <cstdint>
 #include <cstdio>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace pgolf::backend {
@@ -47,5 +49,20 @@ std::string check_memory_plan(const MemoryPlan& plan, Device& device, const std:
 // The same against given figures (`where` names the memory: "host", a device).
 std::string check_memory_plan(const MemoryPlan& plan, const MemoryInfo& info, const std::string& where,
                               const std::string& knobs);
+
+// The bytes a backend holds through its allocate()/release() (what a memory plan predicts, and
+// its peak_bytes()), one ledger for every backend. Thread-safe.
+class AllocationLedger {
+ public:
+  void add(const void* p, std::uint64_t bytes);
+  void remove(const void* p);  // a pointer it never saw is ignored
+  std::uint64_t live() const;
+  std::uint64_t peak() const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::unordered_map<const void*, std::uint64_t> sizes_;
+  std::uint64_t live_ = 0, peak_ = 0;
+};
 
 }  // namespace pgolf::backend

@@ -24,11 +24,6 @@ struct OpProfile {
     for (const OpTiming& o : ops) t += o.ms;
     return t;
   }
-  double total_flops() const {
-    double f = 0.0;
-    for (const OpTiming& o : ops) f += o.flops;
-    return f;
-  }
 };
 
 // The FLOP counts above, shared by every backend that profiles.

@@ -134,7 +134,6 @@ struct BenchOptions {
 };
 
 struct PhaseResult {
-  std::string name;
   double seconds = 0.0;  // per step
   backend::OpProfile profile;
   bool profiled = false;
@@ -203,7 +202,7 @@ void run_bench(const BenchOptions& o) {
     };
     for (int i = 0; i < o.warmup; ++i) once();
     ops.synchronize();  // a GPU backend runs asynchronously: time finished work only
-    PhaseResult r{phase, 0.0, {}, false, std::nullopt};
+    PhaseResult r;
     using clock = std::chrono::steady_clock;
     const auto before = ops.stall_counts();
     const auto t0 = clock::now();

@@ -4,7 +4,6 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
-#include <cstdlib>
 
 #include "backend/cpu/cpu_ops.hpp"
 #include "backend/cuda/cuda_backend.hpp"
@@ -41,7 +40,7 @@ config::LoadedConfig load_config_args(const ConfigArgs& args) {
 }
 
 std::unique_ptr<backend::Ops<float>> make_backend(const config::Config& c) {
-  backend::require_single_process([](const char* name) { return std::getenv(name); });
+  backend::require_single_process(backend::process_environment());
   backend::set_cpu_threads(static_cast<int>(c.threads));  // host-side work uses them on either backend
   const backend::CudaBackendInfo& cuda = backend::cuda_backend_info();
   if (c.backend == config::Backend::cuda && !cuda.usable)

@@ -369,13 +369,12 @@ std::size_t Model<T>::block_offset(int layer, BlockTensor t) const {
 }
 
 template <class T>
-void Model<T>::observe_input(int layer, std::initializer_list<const char*> suffixes, const T* x, int n, int in) {
+void Model<T>::observe_input(int layer, std::initializer_list<BlockTensor> tensors, const T* x, int n, int in) {
   if (!observer_) return;
   std::vector<std::string> names;
-  for (const char* suffix : suffixes) names.push_back(cat("blocks.", layer, ".", suffix));
+  for (BlockTensor t : tensors) names.push_back(cat("blocks.", layer, ".", block_tensor_suffix(t)));
   observer_(names, x, n, in);
 }
-
 
 template <class T>
 T Model<T>::layer_multiplier(int layer) const {
@@ -403,7 +402,7 @@ void Model<T>::attention_forward(StepActs& s, int layer, const T* stream_in) {
   AttnActs& a = s.attn;
   ops_.resid_mix_forward(a.xin, stream_in, x0_, block_param(layer, BlockTensor::resid_mix), N, d);
   ops_.rmsnorm_forward(a.u, a.rstd, a.xin, N, d, layer_multiplier(layer));
-  observe_input(layer, {"attn.c_q.weight", "attn.c_k.weight", "attn.c_v.weight"}, a.u, N, d);
+  observe_input(layer, {BlockTensor::c_q, BlockTensor::c_k, BlockTensor::c_v}, a.u, N, d);
   ops_.matmul_forward(a.q, a.u, block_param(layer, BlockTensor::c_q), N, d, d, false);
   ops_.matmul_forward(a.k, a.u, block_param(layer, BlockTensor::c_k), N, d, kvd, false);
   ops_.matmul_forward(a.v, a.u, block_param(layer, BlockTensor::c_v), N, d, kvd, false);
@@ -422,7 +421,7 @@ void Model<T>::attention_forward(StepActs& s, int layer, const T* stream_in) {
     ops_.xsa_forward(a.yx, a.y, a.v, N, H, Hkv, hd);
     yx = a.yx;
   }
-  observe_input(layer, {"attn.proj.weight"}, yx, N, d);
+  observe_input(layer, {BlockTensor::attn_proj}, yx, N, d);
   ops_.matmul_forward(a.a, yx, block_param(layer, BlockTensor::attn_proj), N, d, d, false);
   ops_.residual_scale_forward(a.out, a.xin, a.a, block_param(layer, BlockTensor::attn_scale), N, d);
 }
@@ -432,10 +431,10 @@ void Model<T>::mlp_forward(StepActs& s, int layer, const T* stream_in) {
   const int N = batch_ * seq_, d = static_cast<int>(cfg_.model_dim), f = static_cast<int>(cfg_.mlp_hidden());
   MlpActs& m = s.mlp;
   ops_.rmsnorm_forward(m.u, m.rstd, stream_in, N, d, layer_multiplier(layer));
-  observe_input(layer, {"mlp.fc.weight"}, m.u, N, d);
+  observe_input(layer, {BlockTensor::fc}, m.u, N, d);
   ops_.matmul_forward(m.h, m.u, block_param(layer, BlockTensor::fc), N, d, f, false);
   ops_.leaky_relu_sq_forward(m.z, m.h, static_cast<T>(cfg_.leaky_relu_slope), static_cast<std::size_t>(N) * f);
-  observe_input(layer, {"mlp.proj.weight"}, m.z, N, f);
+  observe_input(layer, {BlockTensor::mlp_proj}, m.z, N, f);
   ops_.matmul_forward(m.m, m.z, block_param(layer, BlockTensor::mlp_proj), N, f, d, false);
   ops_.residual_scale_forward(m.out, stream_in, m.m, block_param(layer, BlockTensor::mlp_scale), N, d);
 }

@@ -187,7 +187,7 @@ class Model {
   std::size_t block_offset(int layer, BlockTensor t) const;
   const T* block_param(int layer, BlockTensor t) const { return weights_ + block_offset(layer, t); }
   T* block_grad(int layer, BlockTensor t) { return grads_ + block_offset(layer, t); }
-  void observe_input(int layer, std::initializer_list<const char*> suffixes, const T* x, int n, int in);
+  void observe_input(int layer, std::initializer_list<BlockTensor> tensors, const T* x, int n, int in);
   T layer_multiplier(int layer) const;
   int ve_index(int layer) const;  // -1 when the layer has no value embedding
   bool has_xsa(int layer) const;

@@ -92,11 +92,11 @@ inline void expect_same(const std::vector<float>& cpu, const std::vector<float>&
 }
 
 // Every element within `ulps` units in the last place of the larger magnitude (NaN matching
-// NaN, infinities equal), and the same count of non-finite values. With `scale_ulps`, an
-// element may instead be within that many ulps of the tensor's largest finite CPU magnitude
-// (for sums whose terms cancel, where the error is relative to the terms, not the result).
+// NaN, infinities equal), and the same count of non-finite values. With `or_of_largest`, an
+// element may instead be within `ulps` ulps of the tensor's largest finite CPU magnitude (for
+// sums whose terms cancel, where the error is relative to the terms, not the result).
 inline void expect_close(const std::vector<float>& cpu, const std::vector<float>& kernel, int ulps, const std::string& what,
-                         int scale_ulps = 0) {
+                         bool or_of_largest = false) {
   ASSERT_EQ(cpu.size(), kernel.size());
   double worst = 0;
   std::size_t identical = 0;
@@ -114,7 +114,7 @@ inline void expect_close(const std::vector<float>& cpu, const std::vector<float>
     const float mag = std::max(std::fabs(a), std::fabs(b));
     const double ulp = std::max(std::nextafter(mag, INFINITY) - mag, std::numeric_limits<float>::denorm_min());
     const double diff = std::fabs(static_cast<double>(a) - b);
-    const double err = scale_ulps > 0 ? std::min(diff / ulp, diff / scale_ulp * ulps / scale_ulps) : diff / ulp;
+    const double err = or_of_largest ? std::min(diff / ulp, diff / scale_ulp) : diff / ulp;
     worst = std::max(worst, err);
     ASSERT_LE(err, ulps) << what << ": element " << i << " cpu " << a << " kernel " << b;
   }
@@ -130,7 +130,7 @@ inline void expect_close(const std::vector<float>& cpu, const std::vector<float>
 inline constexpr int kMathUlps = 16;
 inline void expect_same_math(const std::vector<float>& cpu, const std::vector<float>& kernel, const std::string& what) {
 #if PGOLF_PARITY_ON_GPU
-  expect_close(cpu, kernel, kMathUlps, what + " (CUDA math library)", kMathUlps);
+  expect_close(cpu, kernel, kMathUlps, what + " (CUDA math library)", true);
 #else
   expect_same(cpu, kernel, what);
 #endif

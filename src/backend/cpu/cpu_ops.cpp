@@ -112,27 +112,17 @@ template <class T>
 void* CpuOps<T>::allocate(std::size_t bytes) {
   void* p = ::operator new(std::max<std::size_t>(bytes, 1), std::align_val_t{64}, std::nothrow);
   if (p == nullptr)
-    fail(ErrorKind::internal, "cpu backend: cannot allocate ", bytes, " bytes (", live_bytes_.load(),
+    fail(ErrorKind::internal, "cpu backend: cannot allocate ", bytes, " bytes (", ledger_.live(),
          " bytes allocated so far)");
   std::memset(p, 0, bytes);
-  std::lock_guard<std::mutex> lock(sizes_mutex_);
-  sizes_[p] = bytes;
-  live_bytes_ += bytes;
-  peak_bytes_ = std::max(peak_bytes_.load(), live_bytes_.load());
+  ledger_.add(p, bytes);
   return p;
 }
 
 template <class T>
 void CpuOps<T>::release(void* p) {
   if (p == nullptr) return;
-  {
-    std::lock_guard<std::mutex> lock(sizes_mutex_);
-    const auto it = sizes_.find(p);
-    if (it != sizes_.end()) {
-      live_bytes_ -= it->second;
-      sizes_.erase(it);
-    }
-  }
+  ledger_.remove(p);
   ::operator delete(p, std::align_val_t{64});
 }
 

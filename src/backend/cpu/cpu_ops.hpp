@@ -4,10 +4,7 @@
 // count) and combine partial sums in a fixed order, in double precision; results are
 // bit-identical for the same inputs and thread count (OpenBLAS's GEMMs may round
 // differently for another thread count).
-#include <atomic>
 #include <cstdint>
-#include <mutex>
-#include <unordered_map>
 
 #include "backend/ops.hpp"
 
@@ -30,8 +27,8 @@ class CpuOps final : public Ops<T> {
   void synchronize() override {}
   MemoryInfo memory_info() override { return host_memory_info(); }
   // Bytes allocated through this object and not yet released (what a memory plan predicts).
-  std::uint64_t live_bytes() const { return live_bytes_.load(); }
-  std::uint64_t peak_bytes() const override { return peak_bytes_.load(); }
+  std::uint64_t live_bytes() const { return ledger_.live(); }
+  std::uint64_t peak_bytes() const override { return ledger_.peak(); }
 
   void copy_values(T* y, const T* x, std::size_t n) override;
   void add_into(T* y, const T* x, std::size_t n) override;
@@ -94,9 +91,7 @@ class CpuOps final : public Ops<T> {
   void sgd_momentum_update(T* p, const T* g, T* buf, std::size_t n, T lr, T momentum) override;
   void fake_quant_int6(T* dst, const T* src, int rows, int cols) override;
  private:
-  std::atomic<std::uint64_t> live_bytes_{0}, peak_bytes_{0};
-  std::mutex sizes_mutex_;
-  std::unordered_map<const void*, std::size_t> sizes_;
+  AllocationLedger ledger_;
 };
 
 extern template class CpuOps<float>;

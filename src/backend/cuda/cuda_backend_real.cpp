@@ -53,7 +53,7 @@ Selected select() {
     return s;
   }
   try {
-    const DeviceChoice choice = choose_device(local_rank_from_environment(), static_cast<int>(p.gpus.size()));
+    const DeviceChoice choice = choose_device(local_rank_from(process_environment()), static_cast<int>(p.gpus.size()));
     s.index = choice.index;
     const cuda::GpuInfo& g = p.gpus[static_cast<std::size_t>(choice.index)];
     s.device = cat(gpu_text(g), ", ", choice.reason);

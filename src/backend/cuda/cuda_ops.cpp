@@ -87,21 +87,16 @@ class CudaOps final : public Ops<float> {
       fail(ErrorKind::device, "CUDA backend: cannot allocate ", bytes, " bytes of device memory: ", cudaGetErrorString(e));
     check_cuda(cudaMemset(p, 0, bytes), "zeroing a new allocation");
     ++stalls_.allocation_calls;
-    sizes_[p] = bytes;
-    live_bytes_ += bytes;
-    peak_bytes_ = std::max(peak_bytes_, live_bytes_);
+    ledger_.add(p, bytes);
     return p;
   }
   void release(void* p) override {  // never throws: called from destructors
-    if (const auto it = sizes_.find(p); it != sizes_.end()) {
-      live_bytes_ -= it->second;
-      sizes_.erase(it);
-    }
+    ledger_.remove(p);
     ++stalls_.allocation_calls;
     cudaFree(p);
   }
   std::optional<StallCounts> stall_counts() const override { return stalls_; }
-  std::uint64_t peak_bytes() const override { return peak_bytes_; }
+  std::uint64_t peak_bytes() const override { return ledger_.peak(); }
   bool start_op_timing() override {
     synchronize();
     timing_ = true;
@@ -369,9 +364,8 @@ class CudaOps final : public Ops<float> {
   std::string device_;
   cublasLtHandle_t lt_ = nullptr;
   cudaStream_t stream_ = nullptr;  // the legacy default stream: every op in issue order
-  std::map<void*, std::size_t> sizes_;  // live allocations, for peak_bytes
+  AllocationLedger ledger_;
   StallCounts stalls_;
-  std::uint64_t live_bytes_ = 0, peak_bytes_ = 0;
   bool timing_ = false;
   std::vector<cudaEvent_t> events_;
   std::size_t events_used_ = 0;
