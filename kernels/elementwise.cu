@@ -47,14 +47,25 @@ __global__ void sgd_momentum_kernel(float* p, const float* g, float* buf, std::s
   }
 }
 
-__global__ void adamw_kernel(float* p, const float* g, float* m, float* v, std::size_t n, float step, float decay,
-                             float beta1, float beta2, float bias2_sqrt, float eps) {
+__device__ __forceinline__ void adamw_values(float* p, const float* g, float* m, float* v, std::size_t n, float step,
+                                             float decay, float beta1, float beta2, float bias2_sqrt, float eps) {
   for (std::size_t i = first_index(); i < n; i += grid_stride()) {
     p[i] *= decay;
     m[i] = beta1 * m[i] + (1.0f - beta1) * g[i];
     v[i] = beta2 * v[i] + (1.0f - beta2) * g[i] * g[i];
     p[i] -= step * m[i] / (sqrtf(v[i]) / bias2_sqrt + eps);
   }
+}
+
+__global__ void adamw_kernel(float* p, const float* g, float* m, float* v, std::size_t n, float step, float decay,
+                             float beta1, float beta2, float bias2_sqrt, float eps) {
+  adamw_values(p, g, m, v, n, step, decay, beta1, beta2, bias2_sqrt, eps);
+}
+
+__global__ void adamw_step_kernel(float* p, const float* g, float* m, float* v, std::size_t n, const float* c,
+                                  float beta1, float beta2, float eps, const double* skip) {
+  if (skip != nullptr && *skip != 0.0) return;
+  adamw_values(p, g, m, v, n, c[0], c[1], beta1, beta2, c[2], eps);
 }
 
 }  // namespace
@@ -86,6 +97,11 @@ void adamw_update(float* p, const float* g, float* m, float* v, std::size_t n, f
   const float step = lr / bias1, decay = 1.0f - lr * weight_decay;
   PG_LAUNCH(adamw_kernel, grid_for(n), dim3(kThreads), 0, stream, p, g, m, v, n, step, decay, beta1, beta2, bias2_sqrt,
             eps);
+}
+
+void adamw_step(float* p, const float* g, float* m, float* v, std::size_t n, const float* c, float beta1, float beta2,
+                float eps, const double* skip, cudaStream_t stream) {
+  PG_LAUNCH(adamw_step_kernel, grid_for(n), dim3(kThreads), 0, stream, p, g, m, v, n, c, beta1, beta2, eps, skip);
 }
 
 cudaError_t check_kernel_image() {

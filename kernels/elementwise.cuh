@@ -29,5 +29,9 @@ cudaError_t check_kernel_image();
 // AdamW (torch semantics) at step t >= 1
 void adamw_update(float* p, const float* g, float* m, float* v, std::size_t n, float lr, float beta1, float beta2,
                   float eps, float weight_decay, std::int64_t t, cudaStream_t stream);
+// The same with its constants c = {step size, decay, sqrt of the second bias correction} on the
+// device (backend::adamw_constants); nothing changes when *skip (device, may be null) is non-zero.
+void adamw_step(float* p, const float* g, float* m, float* v, std::size_t n, const float* c, float beta1, float beta2,
+                float eps, const double* skip, cudaStream_t stream);
 
 }  // namespace pgolf::kernels

@@ -13,11 +13,50 @@ namespace {
 
 constexpr int kThreads = kGridThreads;
 
-__global__ void muon_momentum_kernel(float* buf, float* u, const float* g, float mu, bool nesterov, std::size_t n) {
+// Must match ops.hpp's kStepSkip / kStepClipCoef (the kernels do not include the op interface).
+constexpr int kSkip = 0, kClipCoef = 1;
+
+__device__ __forceinline__ bool skipped(const double* skip) { return skip != nullptr && *skip != 0.0; }
+// Finite: x - x is 0 for every finite x and NaN for an infinity or a NaN (no math-library call,
+// so host and device builds agree).
+__device__ __forceinline__ bool finite_value(double x) { return x - x == 0.0; }
+
+__global__ void muon_momentum_kernel(float* buf, float* u, const float* g, const float* mu_value, bool nesterov,
+                                     std::size_t n, const double* skip) {
+  if (skipped(skip)) return;
+  const float mu = *mu_value;
   for (std::size_t i = first_index(); i < n; i += grid_stride()) {
     buf[i] = mu * buf[i] + g[i];
     u[i] = nesterov ? g[i] + mu * buf[i] : buf[i];
   }
+}
+
+__global__ void axpby_step_kernel(float* y, const float* x, const float* ab, std::size_t n, const double* skip) {
+  if (skipped(skip)) return;
+  const float a = ab[0], b = ab[1];
+  for (std::size_t i = first_index(); i < n; i += grid_stride()) y[i] = a * y[i] + b * x[i];
+}
+
+__global__ void scale_by_inverse_norm_kernel(float* x, std::size_t n, const double* sum_sq, double eps) {
+  const auto s = static_cast<float>(1.0 / (sqrt(*sum_sq) + eps));
+  for (std::size_t i = first_index(); i < n; i += grid_stride()) x[i] *= s;
+}
+
+__global__ void accumulate_loss_kernel(double* acc, const float* loss_sum, double divisor) {
+  *acc += static_cast<double>(*loss_sum) / divisor;
+}
+
+__global__ void step_guard_kernel(double* state, const double* loss, const double* sum_sq, double max_norm) {
+  const double norm = sqrt(*sum_sq);
+  if (!(finite_value(*loss) && finite_value(norm))) state[kSkip] = 1.0;
+  const double coef = max_norm / (norm + 1e-6);
+  state[kClipCoef] = max_norm > 0 && finite_value(norm) ? (coef < 1.0 ? coef : 1.0) : 1.0;
+}
+
+__global__ void clip_scale_kernel(float* x, std::size_t n, const double* state) {
+  if (state[kSkip] != 0.0 || !(state[kClipCoef] < 1.0)) return;
+  const auto s = static_cast<float>(state[kClipCoef]);
+  for (std::size_t i = first_index(); i < n; i += grid_stride()) x[i] *= s;
 }
 
 __global__ void normalize_rows_kernel(float* x, int cols, float eps) {
@@ -70,8 +109,29 @@ __global__ void fake_quant_int6_kernel(float* dst, const float* src, int cols) {
 
 }  // namespace
 
-void muon_momentum(float* buf, float* u, const float* g, float mu, bool nesterov, std::size_t n, cudaStream_t stream) {
-  PG_LAUNCH(muon_momentum_kernel, grid_for(n), dim3(kThreads), 0, stream, buf, u, g, mu, nesterov, n);
+void muon_momentum(float* buf, float* u, const float* g, const float* mu, bool nesterov, std::size_t n,
+                   const double* skip, cudaStream_t stream) {
+  PG_LAUNCH(muon_momentum_kernel, grid_for(n), dim3(kThreads), 0, stream, buf, u, g, mu, nesterov, n, skip);
+}
+
+void axpby_step(float* y, const float* x, const float* ab, std::size_t n, const double* skip, cudaStream_t stream) {
+  PG_LAUNCH(axpby_step_kernel, grid_for(n), dim3(kThreads), 0, stream, y, x, ab, n, skip);
+}
+
+void scale_by_inverse_norm(float* x, std::size_t n, const double* sum_sq, double eps, cudaStream_t stream) {
+  PG_LAUNCH(scale_by_inverse_norm_kernel, grid_for(n), dim3(kThreads), 0, stream, x, n, sum_sq, eps);
+}
+
+void accumulate_loss(double* acc, const float* loss_sum, double divisor, cudaStream_t stream) {
+  PG_LAUNCH(accumulate_loss_kernel, dim3(1), dim3(1), 0, stream, acc, loss_sum, divisor);
+}
+
+void step_guard(double* state, const double* loss, const double* sum_sq, double max_norm, cudaStream_t stream) {
+  PG_LAUNCH(step_guard_kernel, dim3(1), dim3(1), 0, stream, state, loss, sum_sq, max_norm);
+}
+
+void clip_scale(float* x, std::size_t n, const double* state, cudaStream_t stream) {
+  PG_LAUNCH(clip_scale_kernel, grid_for(n), dim3(kThreads), 0, stream, x, n, state);
 }
 
 void normalize_rows(float* x, int rows, int cols, float eps, cudaStream_t stream) {

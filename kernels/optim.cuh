@@ -7,8 +7,21 @@
 
 namespace pgolf::kernels {
 
-// buf = mu * buf + g ; u = nesterov ? g + mu * buf : buf
-void muon_momentum(float* buf, float* u, const float* g, float mu, bool nesterov, std::size_t n, cudaStream_t stream);
+// The per-step values of a training step live on the device (ops.hpp: kStepSkip, kStepClipCoef):
+// `skip` (a device double, may be null) non-zero leaves the state untouched.
+// buf = mu * buf + g ; u = nesterov ? g + mu * buf : buf, with mu = *mu (device)
+void muon_momentum(float* buf, float* u, const float* g, const float* mu, bool nesterov, std::size_t n,
+                   const double* skip, cudaStream_t stream);
+// y = ab[0] * y + ab[1] * x (ab on the device)
+void axpby_step(float* y, const float* x, const float* ab, std::size_t n, const double* skip, cudaStream_t stream);
+// x *= float(1 / (sqrt(*sum_sq) + eps)) (sum_sq a device double)
+void scale_by_inverse_norm(float* x, std::size_t n, const double* sum_sq, double eps, cudaStream_t stream);
+// *acc += double(*loss_sum) / divisor (one thread)
+void accumulate_loss(double* acc, const float* loss_sum, double divisor, cudaStream_t stream);
+// state[skip] = 1 when *loss or sqrt(*sum_sq) is not finite; state[clip coefficient] as ops.hpp says (one thread)
+void step_guard(double* state, const double* loss, const double* sum_sq, double max_norm, cudaStream_t stream);
+// x *= float(state[clip coefficient]) when it is below 1 and state[skip] is 0
+void clip_scale(float* x, std::size_t n, const double* state, cudaStream_t stream);
 // Each row of x (rows x cols) divided by max(its L2 norm, eps) (float64 norm, one block per row).
 void normalize_rows(float* x, int rows, int cols, float eps, cudaStream_t stream);
 // dst[c, r] = src[r, c]

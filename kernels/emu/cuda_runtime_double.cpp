@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -300,6 +301,27 @@ cudaError_t cudaStreamSynchronize(cudaStream_t) {
 cudaError_t cudaEventCreate(cudaEvent_t* event) {
   if (event == nullptr) return record(cudaErrorInvalidValue);
   *event = new CUevent_st;
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int) { return cudaEventCreate(event); }
+
+// Everything ran when it was issued: a recorded event is complete (so is an unrecorded one, as on
+// the real runtime).
+cudaError_t cudaEventQuery(cudaEvent_t event) {
+  return event != nullptr ? cudaSuccess : record(cudaErrorInvalidResourceHandle);
+}
+
+// Pinned host memory is ordinary host memory here (outside every device allocation, so a copy
+// that takes it for device memory is still caught).
+cudaError_t cudaHostAlloc(void** ptr, std::size_t bytes, unsigned int) {
+  if (ptr == nullptr) return record(cudaErrorInvalidValue);
+  *ptr = std::malloc(bytes == 0 ? 1 : bytes);
+  return *ptr != nullptr ? cudaSuccess : record(cudaErrorMemoryAllocation);
+}
+
+cudaError_t cudaFreeHost(void* ptr) {
+  std::free(ptr);
   return cudaSuccess;
 }
 

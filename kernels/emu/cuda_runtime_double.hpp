@@ -8,8 +8,8 @@
 // so any difference of signature is a compile error rather than a silent mismatch. The
 // functions defined (kernels/emu/cuda_runtime_double.cpp): cudaMalloc, cudaFree,
 // cudaMemcpy[Async], cudaMemset[Async], cudaMemGetInfo, cudaGetDeviceCount, cudaSetDevice, cudaGetDevice,
-// cudaDeviceSynchronize, cudaStreamCreate/Destroy/Synchronize, cudaEventCreate/Destroy/
-// Record/Synchronize/ElapsedTime, cudaFuncSetAttribute (cudaFuncAttributeMaxDynamicSharedMemorySize
+// cudaDeviceSynchronize, cudaStreamCreate/Destroy/Synchronize, cudaEventCreate[WithFlags]/Destroy/
+// Record/Query/Synchronize/ElapsedTime, cudaHostAlloc/cudaFreeHost (ordinary host memory), cudaFuncSetAttribute (cudaFuncAttributeMaxDynamicSharedMemorySize
 // only: the launch then allows that much, emu/runtime.hpp), cudaGetLastError, cudaPeekAtLastError, cudaGetErrorString.
 // Calling any other runtime function fails to link in the emulated build.
 #include <cuda_runtime_api.h>

@@ -17,6 +17,8 @@
 // - Outputs never alias inputs unless an op says so.
 // - Ops are deterministic: the same inputs, on the same backend and thread count, give
 //   bit-identical outputs.
+#include <array>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -50,13 +52,41 @@ class Device {
   struct StallCounts {
     std::uint64_t host_syncs = 0;
     std::uint64_t allocation_calls = 0;
+    // Times stage_to_device waited for a staging buffer's previous copy (the host running
+    // ahead of the device; the device's queue does not drain).
+    std::uint64_t staging_waits = 0;
   };
   virtual std::optional<StallCounts> stall_counts() const { return std::nullopt; }
+  // Copies host memory to the device without making the host wait: `src` may be reused as soon
+  // as the call returns (the CUDA backend goes through pinned staging buffers and an event per
+  // buffer; a buffer still in flight when its turn comes again is waited for, which is
+  // backpressure on a host running ahead, not a drain of the device). The copy is ordered with
+  // the ops issued before and after it.
+  virtual void stage_to_device(void* dst, const void* src, std::size_t bytes) { to_device(dst, src, bytes); }
   // Per-op timing (backend/op_profile.hpp) for benchmarks: start_op_timing() returns false
   // when the backend cannot time its ops; stop_op_timing() returns what ran since the start.
   virtual bool start_op_timing() { return false; }
   virtual OpProfile stop_op_timing() { return {}; }
 };
+
+// The device-side state of a training step (capture-safe steps, docs/training.md): a few
+// float64 values that reductions write and later ops read, so nothing goes back to the host
+// inside a step. `state` arguments point at kStepStateValues doubles.
+inline constexpr int kStepSkip = 0;        // 1 once a step's loss or gradient norm was non-finite (sticky)
+inline constexpr int kStepClipCoef = 1;    // this step's clipping coefficient (1: no clipping)
+inline constexpr int kStepStateValues = 2;
+
+// AdamW's per-step constants {step size, decoupled decay, sqrt of the second bias correction},
+// computed on the host in float64 and rounded to T (torch's order); adamw_step reads them
+// from the device.
+template <class T>
+std::array<T, 3> adamw_constants(double lr, double beta1, double beta2, double weight_decay, std::int64_t t) {
+  const T bias1 = static_cast<T>(1.0 - std::pow(static_cast<double>(static_cast<T>(beta1)), static_cast<double>(t)));
+  const T bias2_sqrt =
+      static_cast<T>(std::sqrt(1.0 - std::pow(static_cast<double>(static_cast<T>(beta2)), static_cast<double>(t))));
+  const T lr_t = static_cast<T>(lr);
+  return {lr_t / bias1, T(1) - lr_t * static_cast<T>(weight_decay), bias2_sqrt};
+}
 
 template <class T>
 class Ops : public virtual Device {
@@ -184,17 +214,40 @@ class Ops : public virtual Device {
   virtual void axpby(T* y, const T* x, T a, T b, std::size_t n) = 0;
   // x *= s (n values)
   virtual void scale_values(T* x, T s, std::size_t n) = 0;
-  // sum of x^2 in float64, returned to the host (a fixed-order reduction)
+  // sum of x^2 in float64, returned to the host (a fixed-order reduction; one host sync)
   virtual double sum_squares(const T* x, std::size_t n) = 0;
+  // *out (a device double) = the same sum of squares, left on the device.
+  virtual void sum_squares_to(double* out, const T* x, std::size_t n) = 0;
+  // x *= T(1 / (sqrt(*sum_sq) + eps)) with *sum_sq a device double (Newton-Schulz's
+  // normalisation by the Frobenius norm).
+  virtual void scale_by_inverse_norm(T* x, std::size_t n, const double* sum_sq, double eps) = 0;
   // dst[c, r] = src[r, c]
   virtual void transpose(T* dst, const T* src, int rows, int cols) = 0;
-  // Muon momentum: buf = mu * buf + g ; u = nesterov ? g + mu * buf : buf
-  virtual void muon_momentum(T* buf, T* u, const T* g, T mu, bool nesterov, std::size_t n) = 0;
+  // Muon momentum: buf = mu * buf + g ; u = nesterov ? g + mu * buf : buf, with mu = *mu a
+  // device value. Nothing changes when `skip` (a device double, may be null) is non-zero.
+  virtual void muon_momentum(T* buf, T* u, const T* g, const T* mu, bool nesterov, std::size_t n,
+                             const double* skip) = 0;
+  // y = ab[0] * y + ab[1] * x with ab two device values (Muon's decayed update, EMA, SWA);
+  // nothing changes when `skip` (may be null) is non-zero.
+  virtual void axpby_step(T* y, const T* x, const T* ab, std::size_t n, const double* skip) = 0;
   // Each row of x (rows x cols) divided by max(its L2 norm, eps) (MuonEq-R).
   virtual void normalize_rows(T* x, int rows, int cols, T eps) = 0;
   // AdamW (torch semantics) on n values at step t >= 1.
   virtual void adamw_update(T* p, const T* g, T* m, T* v, std::size_t n, T lr, T beta1, T beta2, T eps, T weight_decay,
                             std::int64_t t) = 0;
+  // The same AdamW with its per-step constants on the device (c = adamw_constants(...)); nothing
+  // changes when `skip` (may be null) is non-zero.
+  virtual void adamw_step(T* p, const T* g, T* m, T* v, std::size_t n, const T* c, T beta1, T beta2, T eps,
+                          const double* skip) = 0;
+  // *acc += double(*loss_sum) / divisor (a training step's mean loss over its micro-batches, on the device).
+  virtual void accumulate_loss(double* acc, const T* loss_sum, double divisor) = 0;
+  // The guard of a training step, from its summed loss and gradient sum of squares (device
+  // doubles): state[kStepSkip] = 1 when either the loss or sqrt(sum_sq) is not finite (and
+  // stays 1); state[kStepClipCoef] = min(1, max_norm / (sqrt(sum_sq) + 1e-6)) when max_norm > 0
+  // and the norm is finite, else 1.
+  virtual void step_guard(double* state, const double* loss, const double* sum_sq, double max_norm) = 0;
+  // x *= T(state[kStepClipCoef]) when that is below 1 and state[kStepSkip] is 0.
+  virtual void clip_scale(T* x, std::size_t n, const double* state) = 0;
   // SGD with momentum: buf = momentum * buf + g ; p -= lr * buf
   virtual void sgd_momentum_update(T* p, const T* g, T* buf, std::size_t n, T lr, T momentum) = 0;
   // Late-QAT fake quantisation per row: s = max(max|w_r| / 31, 1/31), q = clamp(round(w/s), -32, 31),

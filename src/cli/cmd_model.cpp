@@ -24,6 +24,7 @@
 #include "model/model.hpp"
 #include "model/params.hpp"
 #include "optim/optimizer.hpp"
+#include "train/device_step.hpp"
 
 namespace pgolf::cli {
 
@@ -137,7 +138,7 @@ struct PhaseResult {
   double seconds = 0.0;  // per step
   backend::OpProfile profile;
   bool profiled = false;
-  std::optional<backend::Device::StallCounts> stalls;  // per step, over the timed steps
+  std::optional<backend::Device::StallCounts> stalls;  // summed over the timed steps
 };
 
 json profile_json(const backend::OpProfile& p, int steps) {
@@ -176,28 +177,34 @@ void run_bench(const BenchOptions& o) {
               backend::cpu_threads());
   std::fflush(stdout);
 
-  // A whole training step as the trainer runs it: forward, backward, global-norm clipping,
-  // the optimizers of every group and the EMA update.
+  // A whole training step as the trainer issues it (Trainer::enqueue_step): the per-step
+  // constants staged, forward, backward, the device-side guard and global-norm clipping, the
+  // optimizers of every group and the EMA update; nothing is read back, as between two log
+  // lines of a run.
+  const std::size_t n = net.table().total();
   optim::Optimizer<float> opt(net.table(), c.optim, c.model.tie_embeddings, ops);
-  float* ema = static_cast<float*>(ops.allocate(net.table().total() * sizeof(float)));
-  ops.copy_values(ema, net.params(), net.table().total());
+  train::DeviceStep device_step(ops, 1);
+  backend::DeviceBuffer<float> ema(ops, n), ema_constants(ops, 2);
+  ops.copy_values(ema.get(), net.params(), n);
+  const std::vector<float> decay = {static_cast<float>(c.train.ema.decay), static_cast<float>(1.0 - c.train.ema.decay)};
+  ops.to_device(ema_constants.get(), decay.data(), decay.size() * sizeof(float));
   std::int64_t step = 0;
   auto train_step = [&] {
+    opt.stage_constants(step++, 1.0);
+    device_step.begin(0);
     net.zero_grads();
-    net.forward(ids.data(), targets.data(), batch, T);
+    net.forward_loss(ids.data(), targets.data(), batch, T);
+    device_step.add_loss(0, net.loss_sum(), tokens);
     net.backward();
-    const double norm = std::sqrt(ops.sum_squares(net.grads(), net.table().total()));
-    if (c.train.grad_clip_norm > 0 && norm > c.train.grad_clip_norm)
-      ops.scale_values(net.grads(), static_cast<float>(c.train.grad_clip_norm / (norm + 1e-6)), net.table().total());
-    opt.step(net.params(), net.grads(), step++, 1.0);
-    ops.axpby(ema, net.params(), static_cast<float>(c.train.ema.decay), static_cast<float>(1.0 - c.train.ema.decay),
-              net.table().total());
+    device_step.guard_and_clip(0, net.grads(), n, c.train.grad_clip_norm);
+    opt.apply(net.params(), net.grads(), device_step.skip());
+    ops.axpby_step(ema.get(), net.params(), ema_constants.get(), n, device_step.skip());
   };
   auto run_phase = [&](const std::string& phase) {
     auto once = [&] {
       if (phase == "step") return train_step();
       net.zero_grads();
-      net.forward(ids.data(), targets.data(), batch, T);
+      net.forward_loss(ids.data(), targets.data(), batch, T);
       if (phase == "forward_backward") net.backward();
     };
     for (int i = 0; i < o.warmup; ++i) once();
@@ -210,9 +217,9 @@ void run_bench(const BenchOptions& o) {
     const auto after = ops.stall_counts();  // before the bench's own synchronisation below
     ops.synchronize();
     if (before && after)
-      r.stalls = backend::Device::StallCounts{(after->host_syncs - before->host_syncs) / static_cast<std::uint64_t>(o.steps),
-                                              (after->allocation_calls - before->allocation_calls) /
-                                                  static_cast<std::uint64_t>(o.steps)};
+      r.stalls = backend::Device::StallCounts{after->host_syncs - before->host_syncs,
+                                              after->allocation_calls - before->allocation_calls,
+                                              after->staging_waits - before->staging_waits};
     r.seconds = std::chrono::duration<double>(clock::now() - t0).count() / o.steps;
     if (o.profile) {  // once more, op by op between device events (which perturbs the timing above)
       r.profiled = ops.start_op_timing();
@@ -233,11 +240,13 @@ void run_bench(const BenchOptions& o) {
                 which == 2 ? "  (+ clipping, optimizers, EMA)" : "");
     json pj = {{"phase", phase}, {"ms_per_step", r.seconds * 1e3}, {"tokens_per_s", tokens / r.seconds}};
     if (r.stalls) {
-      std::printf("    host syncs per step %llu, device allocations per step %llu (cudaMalloc/cudaFree calls)\n",
-                  static_cast<unsigned long long>(r.stalls->host_syncs),
-                  static_cast<unsigned long long>(r.stalls->allocation_calls));
-      pj["host_syncs_per_step"] = r.stalls->host_syncs;
-      pj["device_allocations_per_step"] = r.stalls->allocation_calls;
+      const auto per_step = [&](std::uint64_t v) { return static_cast<double>(v) / o.steps; };
+      std::printf("    host syncs per step %g, device allocations per step %g (cudaMalloc/cudaFree calls), staging "
+                  "waits per step %g\n",
+                  per_step(r.stalls->host_syncs), per_step(r.stalls->allocation_calls), per_step(r.stalls->staging_waits));
+      pj["host_syncs_per_step"] = per_step(r.stalls->host_syncs);
+      pj["device_allocations_per_step"] = per_step(r.stalls->allocation_calls);
+      pj["staging_waits_per_step"] = per_step(r.stalls->staging_waits);
     }
     if (o.profile && !r.profiled) std::printf("    (no per-op timing on backend %s)\n", ops.name().c_str());
     if (r.profiled) {
@@ -266,7 +275,6 @@ void run_bench(const BenchOptions& o) {
     phases_json.push_back(pj);
     std::fflush(stdout);
   }
-  ops.release(ema);
   std::printf("  peak memory       %s on %s\n", human_bytes(ops.peak_bytes()).c_str(), ops.name().c_str());
   if (!o.results.empty()) {
     json out = {{"config", c.name},

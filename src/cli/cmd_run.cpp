@@ -61,6 +61,18 @@ fs::path run_dir(const RunOptions& o, const config::Config& c) {
   return o.out.empty() ? fs::path(c.output_dir) / c.name : fs::path(o.out);
 }
 
+// What the training steps issued between two reads stalled on (Trainer::step_stalls), per
+// step; null on a backend with nothing to stall or when every step was read at once.
+json device_stalls(const train::Trainer& trainer) {
+  const auto& s = trainer.step_stalls();
+  if (!s || s->steps == 0) return nullptr;
+  const auto per_step = [&](std::uint64_t v) { return static_cast<double>(v) / static_cast<double>(s->steps); };
+  return {{"steps_measured", s->steps},
+          {"host_syncs_per_step", per_step(s->counts.host_syncs)},
+          {"device_allocations_per_step", per_step(s->counts.allocation_calls)},
+          {"staging_waits_per_step", per_step(s->counts.staging_waits)}};
+}
+
 // The results.json fields a run has whatever way it ends.
 json base_results(const train::Trainer& trainer, train::StopReason reason, const config::Config& recorded) {
   // val_bpb first: the number a run is judged by (filled in once evaluated; null otherwise).
@@ -75,6 +87,7 @@ json base_results(const train::Trainer& trainer, train::StopReason reason, const
           {"tokens_per_second", static_cast<double>(trainer.steps_done() * trainer.tokens_per_step()) /
                                     std::max(trainer.elapsed_s(), 1e-9)},
           {"train_losses", step_records(trainer.history())},
+          {"device_stalls", device_stalls(trainer)},
           {"config", config::to_json(recorded)}};
 }
 

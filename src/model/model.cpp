@@ -441,22 +441,27 @@ void Model<T>::mlp_forward(StepActs& s, int layer, const T* stream_in) {
 
 template <class T>
 double Model<T>::forward(const std::int32_t* ids, const std::int32_t* targets, int batch, int seq, T* nll) {
+  forward_loss(ids, targets, batch, seq);
+  T loss_sum{};
+  ops_.to_host(&loss_sum, loss_sum_, sizeof(T));
+  if (nll != nullptr) ops_.to_host(nll, nll_, static_cast<std::size_t>(batch) * seq * sizeof(T));
+  return static_cast<double>(loss_sum) / (batch * seq);
+}
+
+template <class T>
+void Model<T>::forward_loss(const std::int32_t* ids, const std::int32_t* targets, int batch, int seq) {
   forward_body(ids, batch, seq);  // checks the batch against the arena first, then the ids
   const int N = batch * seq, d = static_cast<int>(cfg_.model_dim), V = static_cast<int>(cfg_.vocab_size);
   for (int i = 0; i < N; ++i)
     if (targets[i] < 0 || targets[i] >= V)
       fail(ErrorKind::data, "model input: target id ", targets[i], " at position ", i, " is outside [0, ", V, ")");
-  ops_.to_device(targets_, targets, static_cast<std::size_t>(N) * sizeof(std::int32_t));
+  ops_.stage_to_device(targets_, targets, static_cast<std::size_t>(N) * sizeof(std::int32_t));
 
   // Head and loss (steps 10-11).
   ops_.rmsnorm_forward(h_final_, rstd_final_, stream_final_, N, d, T(1));
   ops_.matmul_forward(logits_, h_final_, head_weight(), N, d, V, false);
   ops_.softcap_ce_forward(logits_, nll_, loss_sum_, targets_, N, V, static_cast<T>(cfg_.logit_softcap));
-  T loss_sum{};
-  ops_.to_host(&loss_sum, loss_sum_, sizeof(T));
-  if (nll != nullptr) ops_.to_host(nll, nll_, static_cast<std::size_t>(N) * sizeof(T));
   have_forward_ = true;
-  return static_cast<double>(loss_sum) / N;
 }
 
 template <class T>
@@ -482,7 +487,7 @@ void Model<T>::forward_body(const std::int32_t* ids, int batch, int seq) {
   const auto Nd = static_cast<std::size_t>(N) * d;
   for (int i = 0; i < N; ++i)
     if (ids[i] < 0 || ids[i] >= V) fail(ErrorKind::data, "model input: input id ", ids[i], " at position ", i, " is outside [0, ", V, ")");
-  ops_.to_device(ids_, ids, static_cast<std::size_t>(N) * sizeof(std::int32_t));
+  ops_.stage_to_device(ids_, ids, static_cast<std::size_t>(N) * sizeof(std::int32_t));
 
   // Embedding, BigramHash, norm, SmearGate (docs/model.md steps 1-4).
   ops_.embedding_forward(e_raw_, ids_, param("tok_emb.weight"), N, d);

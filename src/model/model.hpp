@@ -116,6 +116,10 @@ class Model {
   // each). Returns the mean NLL; `nll` (host, batch*seq, may be null) receives each
   // position's NLL. Keeps what backward() needs.
   double forward(const std::int32_t* ids, const std::int32_t* targets, int batch, int seq, T* nll = nullptr);
+  // The same forward without reading anything back (the training step's): afterwards
+  // loss_sum() holds the summed NLL of the batch on the device, for later ops.
+  void forward_loss(const std::int32_t* ids, const std::int32_t* targets, int batch, int seq);
+  const T* loss_sum() const { return loss_sum_; }
   // The transformer without the head (SLOT, docs/eval.md): afterwards final_hidden() holds
   // the stream entering the final norm and its normalised rows. backward() needs forward().
   void forward_hidden(const std::int32_t* ids, int batch, int seq);

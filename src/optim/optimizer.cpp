@@ -9,10 +9,10 @@ namespace pgolf::optim {
 
 template <class T>
 void newton_schulz(backend::Ops<T>& ops, T* x, int rows, int cols, const std::vector<double>& coefficients, int steps,
-                   T* scratch) {
+                   T* scratch, double* norm_scratch) {
   const std::size_t n = static_cast<std::size_t>(rows) * cols;
-  const double norm = std::sqrt(ops.sum_squares(x, n));
-  ops.scale_values(x, static_cast<T>(1.0 / (norm + 1e-7)), n);
+  ops.sum_squares_to(norm_scratch, x, n);
+  ops.scale_by_inverse_norm(x, n, norm_scratch, 1e-7);
   // Iterate on the wide orientation (r <= c) so the Gram matrices are r x r.
   const bool tall = rows > cols;
   const int r = tall ? cols : rows, c = tall ? rows : cols;
@@ -49,14 +49,13 @@ double muon_momentum(const config::MuonConfig& m, std::int64_t step) {
 }
 
 template <class T>
-void muon_update(backend::Ops<T>& ops, T* w, const T* g, T* buf, T* u, int rows, int cols, double lr, double momentum,
-                 const config::MuonConfig& m, T* ns_scratch) {
+void muon_update(backend::Ops<T>& ops, T* w, const T* g, T* buf, T* u, int rows, int cols, const T* c,
+                 const config::MuonConfig& m, T* ns_scratch, double* norm_scratch, const double* skip) {
   const std::size_t n = static_cast<std::size_t>(rows) * cols;
-  ops.muon_momentum(buf, u, g, static_cast<T>(momentum), m.nesterov, n);
+  ops.muon_momentum(buf, u, g, c, m.nesterov, n, skip);  // c[0]: the momentum
   if (m.row_normalize) ops.normalize_rows(u, rows, cols, static_cast<T>(1e-7));
-  newton_schulz(ops, u, rows, cols, m.ns_coefficients, static_cast<int>(m.ns_steps), ns_scratch);
-  const double scale = std::sqrt(std::max(1.0, static_cast<double>(rows) / cols));
-  ops.axpby(w, u, static_cast<T>(1.0 - lr * m.weight_decay), static_cast<T>(-lr * scale), n);
+  newton_schulz(ops, u, rows, cols, m.ns_coefficients, static_cast<int>(m.ns_steps), ns_scratch, norm_scratch);
+  ops.axpby_step(w, u, c + 1, n, skip);  // w = (1 - lr wd) w - lr scale u
 }
 
 template <class T>
@@ -69,6 +68,9 @@ Optimizer<T>::Optimizer(const model::ParamTable& table, const config::OptimConfi
   adam_v_ = backend::DeviceBuffer<T>(ops_, s.adam);
   u_ = backend::DeviceBuffer<T>(ops_, s.update);
   ns_scratch_ = backend::DeviceBuffer<T>(ops_, s.scratch);
+  ns_norm_ = backend::DeviceBuffer<double>(ops_, 1);
+  constants_ = backend::DeviceBuffer<T>(ops_, kConstants * table.specs().size());
+  constants_host_.assign(constants_.size(), T(0));
   std::size_t n_matrix = 0, n_adam = 0;
   for (const auto& p : table.specs()) {
     std::size_t& next = p.group == model::ParamGroup::matrix ? n_matrix : n_adam;
@@ -98,7 +100,7 @@ typename Optimizer<T>::Sizes Optimizer<T>::sizes(const model::ParamTable& table)
 template <class T>
 std::uint64_t Optimizer<T>::planned_bytes(const model::ParamTable& table) {
   const Sizes s = sizes(table);
-  return (s.matrix + 2 * s.adam + s.update + s.scratch) * sizeof(T);
+  return (s.matrix + 2 * s.adam + s.update + s.scratch + kConstants * table.specs().size()) * sizeof(T) + sizeof(double);
 }
 
 template <class T>
@@ -119,31 +121,53 @@ double Optimizer<T>::base_lr(const model::ParamSpec& p) const {
 
 template <class T>
 void Optimizer<T>::step(T* params, const T* grads, std::int64_t step, double lr_scale) {
+  stage_constants(step, lr_scale);
+  apply(params, grads, nullptr);
+}
+
+template <class T>
+void Optimizer<T>::stage_constants(std::int64_t step, double lr_scale) {
   const double mu = muon_momentum(cfg_.muon, step);
+  const auto& specs = table_.specs();
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    const model::ParamSpec& p = specs[i];
+    const double lr = base_lr(p) * lr_scale;
+    const std::array<T, kConstants> c =
+        p.group == model::ParamGroup::matrix
+            ? muon_constants<T>(lr, mu, cfg_.muon, static_cast<int>(p.shape[0]), static_cast<int>(p.shape[1]))
+            : backend::adamw_constants<T>(lr, adam_for(p).beta1, adam_for(p).beta2, adam_for(p).weight_decay, step + 1);
+    std::copy(c.begin(), c.end(), constants_host_.begin() + static_cast<std::ptrdiff_t>(kConstants * i));
+  }
+  ops_.stage_to_device(constants_.get(), constants_host_.data(), constants_host_.size() * sizeof(T));
+}
+
+template <class T>
+void Optimizer<T>::apply(T* params, const T* grads, const double* skip) {
   const auto& specs = table_.specs();
   for (std::size_t i = 0; i < specs.size(); ++i) {
     const model::ParamSpec& p = specs[i];
     T* w = params + p.offset;
     const T* g = grads + p.offset;
-    const double lr = base_lr(p) * lr_scale;
+    const T* c = constants_.get() + kConstants * i;
     if (p.group == model::ParamGroup::matrix) {
       muon_update(ops_, w, g, muon_buf_.get() + slot_[i], u_.get(), static_cast<int>(p.shape[0]),
-                  static_cast<int>(p.shape[1]), lr, mu, cfg_.muon, ns_scratch_.get());
+                  static_cast<int>(p.shape[1]), c, cfg_.muon, ns_scratch_.get(), ns_norm_.get(), skip);
     } else {
       const config::AdamConfig& a = adam_for(p);
-      ops_.adamw_update(w, g, adam_m_.get() + slot_[i], adam_v_.get() + slot_[i], p.numel(), static_cast<T>(lr),
-                        static_cast<T>(a.beta1), static_cast<T>(a.beta2), static_cast<T>(a.eps),
-                        static_cast<T>(a.weight_decay), step + 1);
+      ops_.adamw_step(w, g, adam_m_.get() + slot_[i], adam_v_.get() + slot_[i], p.numel(), c, static_cast<T>(a.beta1),
+                      static_cast<T>(a.beta2), static_cast<T>(a.eps), skip);
     }
   }
 }
 
-template void newton_schulz<float>(backend::Ops<float>&, float*, int, int, const std::vector<double>&, int, float*);
-template void newton_schulz<double>(backend::Ops<double>&, double*, int, int, const std::vector<double>&, int, double*);
-template void muon_update<float>(backend::Ops<float>&, float*, const float*, float*, float*, int, int, double, double,
-                                 const config::MuonConfig&, float*);
-template void muon_update<double>(backend::Ops<double>&, double*, const double*, double*, double*, int, int, double,
-                                  double, const config::MuonConfig&, double*);
+template void newton_schulz<float>(backend::Ops<float>&, float*, int, int, const std::vector<double>&, int, float*,
+                                   double*);
+template void newton_schulz<double>(backend::Ops<double>&, double*, int, int, const std::vector<double>&, int, double*,
+                                    double*);
+template void muon_update<float>(backend::Ops<float>&, float*, const float*, float*, float*, int, int, const float*,
+                                 const config::MuonConfig&, float*, double*, const double*);
+template void muon_update<double>(backend::Ops<double>&, double*, const double*, double*, double*, int, int,
+                                  const double*, const config::MuonConfig&, double*, double*, const double*);
 template class Optimizer<float>;
 template class Optimizer<double>;
 

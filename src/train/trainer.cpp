@@ -159,6 +159,15 @@ Trainer::Trainer(const config::Config& c, dist::Communicator& comm, backend::Ops
   if (c.train.ema.enabled) ema_ = backend::DeviceBuffer<float>(ops_, n);
   if (c.train.swa.enabled) swa_sum_ = backend::DeviceBuffer<float>(ops_, n);
   if (c.train.qat.enabled) qat_weights_ = backend::DeviceBuffer<float>(ops_, n);
+  // The step guard is per rank: with several ranks its skip flag must be reduced across them
+  // with the gradients (issue 15) before any rank may skip or apply an update alone.
+  if (comm_.world_size() != 1)
+    fail(ErrorKind::internal, "trainer: the device-side step guard is single-rank until multi-rank training lands");
+  device_step_ = std::make_unique<DeviceStep>(ops_, kMaxUnreadSteps);
+  average_constants_ = backend::DeviceBuffer<float>(ops_, 4);
+  const std::vector<float> averages = {static_cast<float>(c.train.ema.decay), static_cast<float>(1.0 - c.train.ema.decay),
+                                       1.0f, 1.0f};
+  ops_.to_device(average_constants_.get(), averages.data(), averages.size() * sizeof(float));
   if (!paths_.dir.empty() && comm_.rank() == 0) {
     std::error_code ec;
     fs::create_directories(paths_.dir, ec);
@@ -181,7 +190,8 @@ backend::MemoryPlan Trainer::memory_plan(const config::Config& c, backend::Ops<f
   backend::MemoryPlan plan = model::memory_plan(
       f, {{"optimizer state", optim::Optimizer<float>::planned_bytes(table)},
           {"EMA/SWA/QAT copies",
-           copy * ((c.train.ema.enabled ? 1 : 0) + (c.train.swa.enabled ? 1 : 0) + (c.train.qat.enabled ? 1 : 0))}});
+           copy * ((c.train.ema.enabled ? 1 : 0) + (c.train.swa.enabled ? 1 : 0) + (c.train.qat.enabled ? 1 : 0))},
+          {"step state", DeviceStep::planned_bytes(kMaxUnreadSteps) + 4 * sizeof(float)}});
   // After training, the final evaluation's buffers and then GPTQ's calibration model come and go
   // one after the other beside everything above: the larger of the two counts.
   const std::uint64_t eval_extra = eval::eval_extra_bytes(c.model, eval::eval_options(c));
@@ -235,13 +245,26 @@ void Trainer::update_forward_weights() {
 }
 
 StepRecord Trainer::step() {
+  enqueue_step();
+  read_steps();
+  return history_.back();
+}
+
+void Trainer::enqueue_step() {
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
   const config::TrainConfig& tc = train_;
-  const LoaderPosition before = loader_->position();
+  const std::optional<backend::Device::StallCounts> stalls_before = ops_.stall_counts();
+  const std::int64_t reads_before = reads_;
+  PendingStep pending;
+  pending.before = loader_->position();
+  pending.swa_count_before = swa_count_;
+  pending.qat_before = qat_active_;
+  pending.elapsed_before = elapsed_s_;
   const double mean_step_s = step_ > 0 ? elapsed_s_ / static_cast<double>(step_) : 0.0;
   const double scale = lr_scale(tc, step_, elapsed_s_, mean_step_s);
   if (tc.qat.enabled && !qat_active_ && scale < tc.qat.start_scale) {
+    read_steps();  // a divergence before this step is reported first
     qat_active_ = true;
     int covered = 0;
     for (const auto& p : model_->table().specs()) covered += qat_covers(p) ? 1 : 0;
@@ -253,51 +276,91 @@ StepRecord Trainer::step() {
                           (rec.start_frac > 0 ? tc.wallclock_cap_s > 0 && elapsed_s_ / tc.wallclock_cap_s >= rec.start_frac
                                               : step_ >= rec.start_step);
   if (recurrence != model_->recurrence_active()) {
+    read_steps();
     model_->set_recurrence_active(recurrence);
     log(cat("depth recurrence ", recurrence ? "on" : "off", " from step ", step_ + 1));
   }
   update_forward_weights();
+  optimizer_->stage_constants(step_, scale);
 
+  const std::size_t slot = pending_.size();
+  device_step_->begin(slot);
   model_->zero_grads();
-  double loss_sum = 0.0;
   const int T = static_cast<int>(cfg_.model.seq_len);
   for (std::int64_t a = 0; a < accum_; ++a) {
     loader_->next_micro_batch(span_, comm_.rank(), comm_.world_size(), inputs_, targets_);
-    loss_sum += model_->forward(inputs_.data(), targets_.data(), static_cast<int>(micro_seqs_), T);
+    model_->forward_loss(inputs_.data(), targets_.data(), static_cast<int>(micro_seqs_), T);
+    device_step_->add_loss(slot, model_->loss_sum(), static_cast<double>(micro_seqs_) * T);
     model_->backward(1.0 / static_cast<double>(accum_));
   }
-  const double loss = comm_.all_reduce_sum(loss_sum / static_cast<double>(accum_)) / comm_.world_size();
-  if (!std::isfinite(loss)) diverged(cat("the training loss is ", loss), before);
-
   const std::size_t n = model_->table().total();
   float* grads = model_->grads();
-  auto clip = [&](double norm) { optim::clip_to_norm(ops_, grads, n, norm, tc.grad_clip_norm); };
-  double grad_norm;
   if (tc.clip_scope == config::ClipScope::local_rank) {
-    grad_norm = std::sqrt(ops_.sum_squares(grads, n));
-    if (!comm_.any(!std::isfinite(grad_norm))) clip(grad_norm);
+    device_step_->guard_and_clip(slot, grads, n, tc.grad_clip_norm);
     comm_.all_reduce_mean(grads, n);
   } else {
     comm_.all_reduce_mean(grads, n);
-    grad_norm = std::sqrt(ops_.sum_squares(grads, n));
-    if (std::isfinite(grad_norm)) clip(grad_norm);
+    device_step_->guard_and_clip(slot, grads, n, tc.grad_clip_norm);
   }
-  // A finite loss can still come with an infinite or NaN gradient; it must not reach the weights.
-  if (comm_.any(!std::isfinite(grad_norm))) diverged(cat("the gradient norm is ", grad_norm), before);
-  optimizer_->step(model_->params(), grads, step_, scale);
-  if (ema_)
-    ops_.axpby(ema_.get(), model_->params(), static_cast<float>(tc.ema.decay), static_cast<float>(1.0 - tc.ema.decay), n);
+  // A non-finite loss or gradient sets the guard's skip flag: this update and every later one
+  // leave the weights, the optimizer state and the averages as they were.
+  const double* skip = device_step_->skip();
+  optimizer_->apply(model_->params(), grads, skip);
+  if (ema_) ops_.axpby_step(ema_.get(), model_->params(), average_constants_.get(), n, skip);
   ++step_;
   if (swa_sum_ && scale < tc.swa.start_scale && step_ % tc.swa.every == 0) {
-    ops_.axpby(swa_sum_.get(), model_->params(), 1.0f, 1.0f, n);
+    ops_.axpby_step(swa_sum_.get(), model_->params(), average_constants_.get() + 2, n, skip);
     ++swa_count_;
   }
-  ops_.synchronize();
+  // The host's time for the step (on an asynchronous device its work may still be running; the
+  // read that follows charges the wait to the steps it reads).
   const double dt = std::chrono::duration<double>(clock::now() - t0).count();
   elapsed_s_ += dt;
-  StepRecord r{step_ - 1, loss, scale, grad_norm, dt * 1e3, elapsed_s_, qat_active_, recurrence};
-  history_.push_back(r);
-  return r;
+  pending.record = StepRecord{step_ - 1, std::nan(""), scale, std::nan(""), dt * 1e3, elapsed_s_, qat_active_, recurrence};
+  pending_.push_back(pending);
+  if (const auto after = ops_.stall_counts(); after && stalls_before && step_ > 1 && reads_ == reads_before) {
+    if (!step_stalls_) step_stalls_ = StepStalls{};
+    ++step_stalls_->steps;
+    step_stalls_->counts.host_syncs += after->host_syncs - stalls_before->host_syncs;
+    step_stalls_->counts.allocation_calls += after->allocation_calls - stalls_before->allocation_calls;
+    step_stalls_->counts.staging_waits += after->staging_waits - stalls_before->staging_waits;
+  }
+  if (pending_.size() == kMaxUnreadSteps) read_steps();
+}
+
+void Trainer::read_steps() {
+  if (pending_.empty()) return;
+  ++reads_;
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::vector<DeviceStep::Result> results = device_step_->read(pending_.size());
+  const double wait = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  elapsed_s_ += wait;
+  pending_.back().record.step_ms += wait * 1e3;
+  pending_.back().record.elapsed_s += wait;
+  for (std::size_t i = 0; i < pending_.size(); ++i) {
+    StepRecord r = pending_[i].record;
+    r.loss = comm_.all_reduce_sum(results[i].loss_sum / static_cast<double>(accum_)) / comm_.world_size();
+    r.grad_norm = std::sqrt(results[i].sum_squares);
+    std::string what;
+    if (!std::isfinite(r.loss)) {
+      what = cat("the training loss is ", r.loss);
+    } else if (comm_.any(!std::isfinite(r.grad_norm))) {
+      // A finite loss can still come with an infinite or NaN gradient; it did not reach the weights.
+      what = cat("the gradient norm is ", r.grad_norm);
+    }
+    if (!what.empty()) {
+      // The device skipped this update and every later one: the state is the one before step i.
+      const PendingStep failed = pending_[i];
+      pending_.clear();
+      step_ = failed.record.step;
+      elapsed_s_ = failed.elapsed_before;
+      swa_count_ = failed.swa_count_before;
+      qat_active_ = failed.qat_before;
+      diverged(what, failed.before);
+    }
+    history_.push_back(r);
+  }
+  pending_.clear();
 }
 
 void Trainer::diverged(const std::string& what, const LoaderPosition& before) {
@@ -317,6 +380,7 @@ void Trainer::diverged(const std::string& what, const LoaderPosition& before) {
 }
 
 ValRecord Trainer::validate() {
+  read_steps();
   model_->set_forward_weights(nullptr);
   eval::EvalOptions o;
   o.mode = eval::Mode::nonoverlap;
@@ -345,18 +409,26 @@ StopReason Trainer::run(const std::function<bool()>& stop_requested) {
   try {
     while (step_ < tc.iterations) {
       if (tc.wallclock_cap_s > 0 && comm_.any(elapsed_s_ >= tc.wallclock_cap_s)) {
+        read_steps();
         reason = StopReason::wallclock_cap;
         log(cat("stopping at the wall-clock cap: ", fixed(elapsed_s_, 1), " s after ", step_, " steps"));
         break;
       }
-      const StepRecord r = step();
+      enqueue_step();
+      // The loss comes back only on logged steps (one read for every step since the last);
+      // between them the progress line shows the host's view.
+      const bool logged = step_ <= 10 || (tc.log_every > 0 && step_ % tc.log_every == 0) || step_ == tc.iterations;
+      if (logged) read_steps();
+      const StepRecord& r = logged ? history_.back() : pending_.back().record;
       const double tok_s = static_cast<double>(tc.batch_tokens) / (r.step_ms / 1e3);
       double eta = (elapsed_s_ / static_cast<double>(step_)) * static_cast<double>(tc.iterations - step_);
       if (tc.wallclock_cap_s > 0) eta = std::min(eta, std::max(tc.wallclock_cap_s - elapsed_s_, 0.0));
-      const std::string line = cat("step ", step_, "/", tc.iterations, " loss ", fixed(r.loss, 4), " lr_scale ",
-                                   fixed(r.lr_scale, 3), " grad_norm ", fixed(r.grad_norm, 3), " ", fixed(r.step_ms, 0),
-                                   " ms ", with_commas(static_cast<std::uint64_t>(tok_s)), " tok/s ETA ", fixed(eta, 0), " s");
-      if (step_ <= 10 || (tc.log_every > 0 && step_ % tc.log_every == 0) || step_ == tc.iterations) {
+      const std::string measured =
+          logged ? cat(" loss ", fixed(r.loss, 4), " lr_scale ", fixed(r.lr_scale, 3), " grad_norm ", fixed(r.grad_norm, 3))
+                 : cat(" lr_scale ", fixed(r.lr_scale, 3));
+      const std::string line = cat("step ", step_, "/", tc.iterations, measured, " ", fixed(r.step_ms, 0), " ms ",
+                                   with_commas(static_cast<std::uint64_t>(tok_s)), " tok/s ETA ", fixed(eta, 0), " s");
+      if (logged) {
         if (tty && comm_.rank() == 0) std::printf("\r\033[K");
         log(line);
       } else if (tty && comm_.rank() == 0) {
@@ -398,6 +470,7 @@ StopReason Trainer::run(const std::function<bool()>& stop_requested) {
 }
 
 fs::path Trainer::save_checkpoint() {
+  read_steps();  // a checkpoint holds read, finite steps only
   if (paths_.dir.empty()) fail(ErrorKind::internal, "trainer: no run directory to save checkpoints in");
   if (comm_.rank() != 0) return {};
   const auto& table = model_->table();

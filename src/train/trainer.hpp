@@ -21,6 +21,7 @@
 #include "eval/evaluator.hpp"
 #include "model/model.hpp"
 #include "optim/optimizer.hpp"
+#include "train/device_step.hpp"
 #include "train/loader.hpp"
 
 namespace pgolf::train {
@@ -87,9 +88,29 @@ class Trainer {
   // Restores weights and the whole training state from a checkpoint directory.
   void resume(const fs::path& checkpoint_dir);
 
-  // One training step (docs/training.md). Throws Error(diverged) on a non-finite loss,
-  // after saving a checkpoint of the state before the step.
+  // One training step (docs/training.md), read back at once: enqueue_step() then read_steps().
+  // Throws Error(diverged) on a non-finite loss or gradient norm, after saving a checkpoint of
+  // the state before the step.
   StepRecord step();
+  // Issues one training step without waiting for the device: its loss and gradient norm stay
+  // on the device until read_steps(), and a non-finite one stops every later update there
+  // (docs/training.md, "capture-safe steps").
+  void enqueue_step();
+  // Reads the steps issued since the last read (one copy) into history(). When one of them was
+  // non-finite, rewinds the step count, data position and averages to just before it, saves
+  // that state and throws Error(diverged) naming it.
+  void read_steps();
+  // Steps issued and not read yet.
+  std::size_t unread_steps() const { return pending_.size(); }
+  // What the steps issued without a read stalled on (after the first step, which stages and
+  // allocates for the first time), summed: host syncs, device allocation calls and staging
+  // waits of the backend (backend::Device::StallCounts). Empty on a backend with nothing to
+  // stall (the CPU's). The fast path's target is 0 host syncs and 0 allocations per step.
+  struct StepStalls {
+    std::int64_t steps = 0;
+    backend::Device::StallCounts counts;
+  };
+  const std::optional<StepStalls>& step_stalls() const { return step_stalls_; }
   // Steps until done, the wall-clock cap, or `stop_requested()` turns true; logs, validates
   // and checkpoints as configured. A step that diverges ends the run with
   // StopReason::diverged (the state before it saved, divergence() says where, train.log ends
@@ -137,6 +158,18 @@ class Trainer {
   bool qat_covers(const model::ParamSpec& p) const;
   // Saves the state before the current step and throws Error(diverged).
   [[noreturn]] void diverged(const std::string& what, const LoaderPosition& before);
+  // A step issued and not read yet: its record (loss and gradient norm come with the read) and
+  // the host state before it, which a divergence rewinds to.
+  struct PendingStep {
+    StepRecord record;
+    LoaderPosition before;
+    std::int64_t swa_count_before = 0;
+    bool qat_before = false;
+    double elapsed_before = 0.0;
+  };
+  // Steps between two reads at most: run() reads when it logs, validates, saves or stops, and
+  // at the latest when this many are pending.
+  static constexpr std::size_t kMaxUnreadSteps = 256;
 
   config::Config cfg_;
   config::TrainConfig train_;  // cfg_.train with the cap in force (see wallclock_cap_s())
@@ -150,6 +183,11 @@ class Trainer {
   std::unique_ptr<eval::ValStream> val_;
   std::unique_ptr<data::ByteTables> tables_;
   backend::DeviceBuffer<float> ema_, swa_sum_, qat_weights_;
+  std::unique_ptr<DeviceStep> device_step_;
+  backend::DeviceBuffer<float> average_constants_;  // {EMA decay, 1 - decay, 1, 1 (the SWA sum)}
+  std::vector<PendingStep> pending_;
+  std::int64_t reads_ = 0;  // read_steps() calls that read something
+  std::optional<StepStalls> step_stalls_;
   std::int64_t swa_count_ = 0;
   bool qat_active_ = false;
   std::int64_t step_ = 0;

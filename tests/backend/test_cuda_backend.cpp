@@ -23,6 +23,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,7 @@
 #include "model/model.hpp"
 #include "model/model_fixtures.hpp"
 #include "optim/optimizer.hpp"
+#include "train/device_step.hpp"
 
 namespace pgolf::backend {
 namespace {
@@ -285,6 +287,63 @@ TEST(CudaBackend, HostSyncsAndAllocationCallsAreCountedExactly) {
   EXPECT_EQ(end->host_syncs - start->host_syncs, 4u);
   EXPECT_EQ(end->allocation_calls - start->allocation_calls, 3u);
   EXPECT_FALSE(CpuOps<float>().stall_counts().has_value()) << "the CPU backend has nothing to stall";
+}
+
+// Capture-safe training steps (issue 14): once warmed up (pinned staging buffers allocated), a
+// whole training step as the trainer issues it (staged constants and batches, forward, backward,
+// the device-side guard and clipping, Muon and AdamW, EMA) neither synchronises with the host
+// nor allocates; one read afterwards brings back every step's loss and gradient norm, and they
+// match the CPU's.
+TEST(CudaBackend, ATrainingStepAfterWarmUpNeitherSyncsNorAllocatesAndOneReadReturnsEveryStep) {
+  const test::ModelCase mc = test::model_cases().front();
+  const int batch = 2, seq = static_cast<int>(mc.model.seq_len), steps = 3, warmup = 2;
+  const auto ids = test::random_tokens(static_cast<std::size_t>(batch) * seq, static_cast<int>(mc.model.vocab_size), 8);
+  const auto targets = test::random_tokens(ids.size(), static_cast<int>(mc.model.vocab_size), 9);
+  auto train = [&](Ops<float>& ops, Device::StallCounts* stalls) {
+    model::Model<float> net(mc.model, ops, batch, seq);
+    net.set_params(test::random_params(net.table(), 7));
+    const std::size_t n = net.table().total();
+    optim::Optimizer<float> opt(net.table(), config::OptimConfig{}, mc.model.tie_embeddings, ops);
+    train::DeviceStep device_step(ops, warmup + steps);
+    DeviceBuffer<float> ema(ops, n), decay(ops, 2);
+    const std::vector<float> d = {0.99f, 0.01f};
+    ops.to_device(decay.get(), d.data(), d.size() * sizeof(float));
+    std::optional<Device::StallCounts> before;
+    for (int s = 0; s < warmup + steps; ++s) {
+      if (s == warmup) before = ops.stall_counts();
+      opt.stage_constants(s, 1.0);
+      device_step.begin(static_cast<std::size_t>(s));
+      net.zero_grads();
+      net.forward_loss(ids.data(), targets.data(), batch, seq);
+      device_step.add_loss(static_cast<std::size_t>(s), net.loss_sum(), static_cast<double>(ids.size()));
+      net.backward();
+      device_step.guard_and_clip(static_cast<std::size_t>(s), net.grads(), n, 0.3);
+      opt.apply(net.params(), net.grads(), device_step.skip());
+      ops.axpby_step(ema.get(), net.params(), decay.get(), n, device_step.skip());
+    }
+    if (stalls != nullptr) {
+      const auto after = ops.stall_counts();
+      *stalls = {after->host_syncs - before->host_syncs, after->allocation_calls - before->allocation_calls,
+                 after->staging_waits - before->staging_waits};
+    }
+    return device_step.read(warmup + steps);
+  };
+  const auto ops = cuda_backend();
+  Device::StallCounts stalls;
+  const auto got = train(*ops, &stalls);
+  EXPECT_EQ(stalls.host_syncs, 0u) << "host syncs in " << steps << " training steps after warm-up";
+  EXPECT_EQ(stalls.allocation_calls, 0u) << "device allocations in " << steps << " training steps after warm-up";
+  CpuOps<float> cpu;
+  const auto want = train(cpu, nullptr);
+  ASSERT_EQ(got.size(), want.size());
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    EXPECT_LE(std::fabs(got[i].loss_sum - want[i].loss_sum), kLossTolerance * want[i].loss_sum) << "step " << i;
+    EXPECT_LE(std::fabs(std::sqrt(got[i].sum_squares) - std::sqrt(want[i].sum_squares)),
+              kGradTolerance * std::sqrt(want[i].sum_squares))
+        << "step " << i;
+    EXPECT_GT(want[i].sum_squares, 0.0);
+  }
+  EXPECT_NE(got.front().loss_sum, got.back().loss_sum) << "the steps trained";
 }
 
 #if !PGOLF_TEST_REAL_GPU

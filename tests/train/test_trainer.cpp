@@ -163,6 +163,58 @@ TEST(TrainDivergence, SavesTheStateBeforeTheFailingStep) {
   EXPECT_EQ(saved, before);
 }
 
+// run() reads the device's step results only on logged steps: a divergence between two reads
+// is found later, but the device skipped the failing update and every one after it, so the
+// saved state is exactly the one a step-by-step run (step(), read at once) stops with.
+TEST(TrainDivergence, FoundAtALaterReadItStillSavesTheStateBeforeTheFailingStep) {
+  test::TempDir start;
+  backend::CpuOps<float> ops;
+  dist::LocalCommunicator comm;
+  {
+    Trainer t(small_run(11), comm, ops, RunPaths{start.path()});
+    t.init_weights(2);
+    for (int s = 0; s < 11; ++s) t.step();
+    t.save_checkpoint();
+  }
+  const std::vector<std::string> bad = {"optim.scalar.lr=1e30", "optim.embed.lr=1e30", "train.grad_clip_norm=0",
+                                        "train.log_every=0"};
+  // Step by step: the divergence is found in the step that fails.
+  std::int64_t failed_at = 0;
+  std::vector<float> step_by_step;
+  {
+    test::TempDir dir;
+    Trainer t(small_run(20, bad), comm, ops, RunPaths{dir.path()});
+    t.resume(start / "checkpoints/step_0000011");
+    try {
+      for (int s = 0; s < 9; ++s) t.step();
+      FAIL() << "the run was expected to diverge";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::diverged) << e.what();
+    }
+    failed_at = t.steps_done() + 1;
+    step_by_step = t.weights();
+  }
+  ASSERT_GT(failed_at, 11);
+  ASSERT_LT(failed_at, 20) << "the divergence must come before the last step, which run() reads";
+  // run(): steps 12..19 are not logged (log_every 0), so they are read at step 20.
+  test::TempDir dir;
+  Trainer t(small_run(20, bad), comm, ops, RunPaths{dir.path()});
+  t.resume(start / "checkpoints/step_0000011");
+  EXPECT_EQ(t.run([] { return false; }), StopReason::diverged);
+  ASSERT_TRUE(t.divergence().has_value());
+  EXPECT_EQ(t.divergence()->step, failed_at);
+  EXPECT_EQ(t.steps_done(), failed_at - 1);
+  EXPECT_EQ(t.unread_steps(), 0u);
+  EXPECT_EQ(t.history().size(), static_cast<std::size_t>(failed_at - 1)) << "the steps read before the failing one";
+  EXPECT_EQ(t.weights(), step_by_step) << "the updates after the failing step were skipped on the device";
+  const std::string latest(trim(test::read_bytes(dir / "checkpoints/latest")));
+  auto st = io::SafetensorsFile::open(dir / "checkpoints" / latest / "state.safetensors");
+  EXPECT_EQ(st.metadata().at("step"), std::to_string(failed_at - 1));
+  EXPECT_EQ(json::parse(st.metadata().at("loader"))["offset"], (failed_at - 1) * 1025);
+  const std::string log = test::read_bytes(dir / "train.log");
+  EXPECT_EQ(log.find(cat("step ", failed_at, "/20")), std::string::npos) << "no line for the failing step: " << log;
+}
+
 TEST(TrainResume, RefusesACheckpointOfAnotherModel) {
   const config::Config c = small_run(3);  // checkpoints without a full config fall back to the model section
   backend::CpuOps<float> ops;

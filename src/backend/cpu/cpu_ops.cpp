@@ -809,6 +809,16 @@ double CpuOps<T>::sum_squares(const T* x, std::size_t n) {
 }
 
 template <class T>
+void CpuOps<T>::sum_squares_to(double* out, const T* x, std::size_t n) {
+  *out = sum_squares(x, n);
+}
+
+template <class T>
+void CpuOps<T>::scale_by_inverse_norm(T* x, std::size_t n, const double* sum_sq, double eps) {
+  scale_values(x, static_cast<T>(1.0 / (std::sqrt(*sum_sq) + eps)), n);
+}
+
+template <class T>
 void CpuOps<T>::transpose(T* dst, const T* src, int rows, int cols) {
 #pragma omp parallel for schedule(static)
   for (int c = 0; c < cols; ++c)
@@ -817,12 +827,21 @@ void CpuOps<T>::transpose(T* dst, const T* src, int rows, int cols) {
 }
 
 template <class T>
-void CpuOps<T>::muon_momentum(T* buf, T* u, const T* g, T mu, bool nesterov, std::size_t n) {
+void CpuOps<T>::muon_momentum(T* buf, T* u, const T* g, const T* mu_value, bool nesterov, std::size_t n,
+                              const double* skip) {
+  if (skip != nullptr && *skip != 0.0) return;
+  const T mu = *mu_value;
 #pragma omp parallel for schedule(static)
   for (std::size_t i = 0; i < n; ++i) {
     buf[i] = mu * buf[i] + g[i];
     u[i] = nesterov ? g[i] + mu * buf[i] : buf[i];
   }
+}
+
+template <class T>
+void CpuOps<T>::axpby_step(T* y, const T* x, const T* ab, std::size_t n, const double* skip) {
+  if (skip != nullptr && *skip != 0.0) return;
+  axpby(y, x, ab[0], ab[1], n);
 }
 
 template <class T>
@@ -837,13 +856,11 @@ void CpuOps<T>::normalize_rows(T* x, int rows, int cols, T eps) {
   }
 }
 
+namespace {
+// AdamW on n values with its step constants c = adamw_constants(...) (torch's order of operations).
 template <class T>
-void CpuOps<T>::adamw_update(T* p, const T* g, T* m, T* v, std::size_t n, T lr, T beta1, T beta2, T eps,
-                             T weight_decay, std::int64_t t) {
-  const T bias1 = static_cast<T>(1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(t)));
-  const T bias2_sqrt = static_cast<T>(std::sqrt(1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(t))));
-  const T step = lr / bias1;
-  const T decay = T(1) - lr * weight_decay;
+void adamw_values(T* p, const T* g, T* m, T* v, std::size_t n, const std::array<T, 3>& c, T beta1, T beta2, T eps) {
+  const T step = c[0], decay = c[1], bias2_sqrt = c[2];
 #pragma omp parallel for schedule(static)
   for (std::size_t i = 0; i < n; ++i) {
     p[i] *= decay;
@@ -851,6 +868,39 @@ void CpuOps<T>::adamw_update(T* p, const T* g, T* m, T* v, std::size_t n, T lr, 
     v[i] = beta2 * v[i] + (T(1) - beta2) * g[i] * g[i];
     p[i] -= step * m[i] / (std::sqrt(v[i]) / bias2_sqrt + eps);
   }
+}
+}  // namespace
+
+template <class T>
+void CpuOps<T>::adamw_update(T* p, const T* g, T* m, T* v, std::size_t n, T lr, T beta1, T beta2, T eps,
+                             T weight_decay, std::int64_t t) {
+  adamw_values(p, g, m, v, n, adamw_constants<T>(lr, beta1, beta2, weight_decay, t), beta1, beta2, eps);
+}
+
+template <class T>
+void CpuOps<T>::adamw_step(T* p, const T* g, T* m, T* v, std::size_t n, const T* c, T beta1, T beta2, T eps,
+                           const double* skip) {
+  if (skip != nullptr && *skip != 0.0) return;
+  adamw_values(p, g, m, v, n, {c[0], c[1], c[2]}, beta1, beta2, eps);
+}
+
+template <class T>
+void CpuOps<T>::accumulate_loss(double* acc, const T* loss_sum, double divisor) {
+  *acc += static_cast<double>(*loss_sum) / divisor;
+}
+
+template <class T>
+void CpuOps<T>::step_guard(double* state, const double* loss, const double* sum_sq, double max_norm) {
+  const double norm = std::sqrt(*sum_sq);
+  const bool finite = std::isfinite(*loss) && std::isfinite(norm);
+  if (!finite) state[kStepSkip] = 1.0;
+  state[kStepClipCoef] = max_norm > 0 && std::isfinite(norm) ? std::min(1.0, max_norm / (norm + 1e-6)) : 1.0;
+}
+
+template <class T>
+void CpuOps<T>::clip_scale(T* x, std::size_t n, const double* state) {
+  if (state[kStepSkip] != 0.0 || !(state[kStepClipCoef] < 1.0)) return;
+  scale_values(x, static_cast<T>(state[kStepClipCoef]), n);
 }
 
 template <class T>

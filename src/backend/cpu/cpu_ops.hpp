@@ -83,11 +83,19 @@ class CpuOps final : public Ops<T> {
   void axpby(T* y, const T* x, T a, T b, std::size_t n) override;
   void scale_values(T* x, T s, std::size_t n) override;
   double sum_squares(const T* x, std::size_t n) override;
+  void sum_squares_to(double* out, const T* x, std::size_t n) override;
+  void scale_by_inverse_norm(T* x, std::size_t n, const double* sum_sq, double eps) override;
   void transpose(T* dst, const T* src, int rows, int cols) override;
-  void muon_momentum(T* buf, T* u, const T* g, T mu, bool nesterov, std::size_t n) override;
+  void muon_momentum(T* buf, T* u, const T* g, const T* mu, bool nesterov, std::size_t n, const double* skip) override;
+  void axpby_step(T* y, const T* x, const T* ab, std::size_t n, const double* skip) override;
   void normalize_rows(T* x, int rows, int cols, T eps) override;
   void adamw_update(T* p, const T* g, T* m, T* v, std::size_t n, T lr, T beta1, T beta2, T eps, T weight_decay,
                     std::int64_t t) override;
+  void adamw_step(T* p, const T* g, T* m, T* v, std::size_t n, const T* c, T beta1, T beta2, T eps,
+                  const double* skip) override;
+  void accumulate_loss(double* acc, const T* loss_sum, double divisor) override;
+  void step_guard(double* state, const double* loss, const double* sum_sq, double max_norm) override;
+  void clip_scale(T* x, std::size_t n, const double* state) override;
   void sgd_momentum_update(T* p, const T* g, T* buf, std::size_t n, T lr, T momentum) override;
   void fake_quant_int6(T* dst, const T* src, int rows, int cols) override;
  private:

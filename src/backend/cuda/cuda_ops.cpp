@@ -13,6 +13,8 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <array>
+#include <cstring>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -69,11 +71,20 @@ class CudaOps final : public Ops<float> {
     const cublasStatus_t s = cublasLtCreate(&lt_);
     if (s != CUBLAS_STATUS_SUCCESS)
       fail(ErrorKind::device, "CUDA backend: cannot create a cuBLASLt handle (status ", static_cast<int>(s), ")");
+    // A blocking stream: it stays ordered with anything a library issues on the legacy
+    // default stream, so no hidden dependency can race.
+    check_cuda(cudaStreamCreate(&stream_), "creating the compute stream");
   }
   ~CudaOps() override {
+    cudaStreamSynchronize(stream_);  // nothing in flight reads a buffer freed below
     for (Workspace* w : {&dv_workspace_, &row_nll_workspace_, &sum_workspace_}) w->release(*this);
     for (cudaEvent_t e : events_) cudaEventDestroy(e);
+    for (StagingBuffer& b : staging_) {
+      if (b.host != nullptr) cudaFreeHost(b.host);
+      if (b.copied != nullptr) cudaEventDestroy(b.copied);
+    }
     cublasLtDestroy(lt_);
+    cudaStreamDestroy(stream_);
   }
   CudaOps(const CudaOps&) = delete;
   CudaOps& operator=(const CudaOps&) = delete;
@@ -85,7 +96,7 @@ class CudaOps final : public Ops<float> {
     const cudaError_t e = cudaMalloc(&p, bytes == 0 ? 1 : bytes);
     if (e != cudaSuccess)
       fail(ErrorKind::device, "CUDA backend: cannot allocate ", bytes, " bytes of device memory: ", cudaGetErrorString(e));
-    check_cuda(cudaMemset(p, 0, bytes), "zeroing a new allocation");
+    check_cuda(cudaMemsetAsync(p, 0, bytes, stream_), "zeroing a new allocation");
     ++stalls_.allocation_calls;
     ledger_.add(p, bytes);
     return p;
@@ -93,7 +104,7 @@ class CudaOps final : public Ops<float> {
   void release(void* p) override {  // never throws: called from destructors
     ledger_.remove(p);
     ++stalls_.allocation_calls;
-    cudaFree(p);
+    cudaFree(p);  // synchronises the device: no op still in flight reads p
   }
   std::optional<StallCounts> stall_counts() const override { return stalls_; }
   std::uint64_t peak_bytes() const override { return ledger_.peak(); }
@@ -123,21 +134,65 @@ class CudaOps final : public Ops<float> {
     std::stable_sort(profile.ops.begin(), profile.ops.end(), [](const OpTiming& a, const OpTiming& b) { return a.ms > b.ms; });
     return profile;
   }
+  // Copies from and to pageable host memory wait for the stream's work and the copy.
   void to_device(void* dst, const void* src, std::size_t bytes) override {
-    ++stalls_.host_syncs;  // from pageable host memory: the host waits for the copy
-    check_cuda(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "copy host to device");
+    ++stalls_.host_syncs;
+    check_cuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_), "copy host to device");
+    check_cuda(cudaStreamSynchronize(stream_), "copy host to device");
   }
   void to_host(void* dst, const void* src, std::size_t bytes) override {
     ++stalls_.host_syncs;
-    check_cuda(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "copy device to host");
+    check_cuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_), "copy device to host");
+    check_cuda(cudaStreamSynchronize(stream_), "copy device to host");
+  }
+  // Through a pinned staging buffer: the first one from the ring's position on that is big
+  // enough and whose previous copy has run, else the next one (grown when too small, which
+  // happens while warming up; the host waits only when its previous copy has not run yet,
+  // counted as a staging wait).
+  void stage_to_device(void* dst, const void* src, std::size_t bytes) override {
+    if (bytes == 0) return;
+    std::size_t pick = next_staging_;
+    for (std::size_t k = 0; k < staging_.size(); ++k) {
+      const std::size_t i = (next_staging_ + k) % staging_.size();
+      const StagingBuffer& c = staging_[i];
+      if (c.bytes >= bytes && (!c.in_flight || cudaEventQuery(c.copied) == cudaSuccess)) {
+        pick = i;
+        break;
+      }
+    }
+    StagingBuffer& b = staging_[pick];
+    next_staging_ = (pick + 1) % staging_.size();
+    if (b.copied == nullptr) check_cuda(cudaEventCreateWithFlags(&b.copied, cudaEventDisableTiming), "creating a staging event");
+    if (b.in_flight) {
+      const cudaError_t q = cudaEventQuery(b.copied);
+      if (q == cudaErrorNotReady) {
+        ++stalls_.staging_waits;
+        check_cuda(cudaEventSynchronize(b.copied), "waiting for a staging buffer");
+      } else {
+        check_cuda(q, "querying a staging buffer");
+      }
+      b.in_flight = false;
+    }
+    if (b.bytes < bytes) {
+      if (b.host != nullptr) check_cuda(cudaFreeHost(b.host), "freeing a staging buffer");
+      b.host = nullptr;
+      b.bytes = 0;
+      check_cuda(cudaHostAlloc(&b.host, bytes, cudaHostAllocDefault), "allocating a pinned staging buffer");
+      b.bytes = bytes;
+      ++stalls_.allocation_calls;
+    }
+    std::memcpy(b.host, src, bytes);
+    check_cuda(cudaMemcpyAsync(dst, b.host, bytes, cudaMemcpyHostToDevice, stream_), "staged copy host to device");
+    check_cuda(cudaEventRecord(b.copied, stream_), "recording a staging event");
+    b.in_flight = true;
   }
   void copy(void* dst, const void* src, std::size_t bytes) override {
-    check_cuda(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), "copy device to device");
+    check_cuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_), "copy device to device");
   }
-  void zero(void* p, std::size_t bytes) override { check_cuda(cudaMemset(p, 0, bytes), "memset"); }
+  void zero(void* p, std::size_t bytes) override { check_cuda(cudaMemsetAsync(p, 0, bytes, stream_), "memset"); }
   void synchronize() override {
     ++stalls_.host_syncs;
-    check_cuda(cudaDeviceSynchronize(), "synchronize");
+    check_cuda(cudaStreamSynchronize(stream_), "synchronize");
   }
   MemoryInfo memory_info() override {
     std::size_t free = 0, total = 0;
@@ -306,8 +361,31 @@ class CudaOps final : public Ops<float> {
   void transpose(float* dst, const float* src, int rows, int cols) override {
     guarded("transpose", [&] { kernels::transpose(dst, src, rows, cols, stream_); });
   }
-  void muon_momentum(float* buf, float* u, const float* g, float mu, bool nesterov, std::size_t n) override {
-    guarded("muon_momentum", [&] { kernels::muon_momentum(buf, u, g, mu, nesterov, n, stream_); });
+  void sum_squares_to(double* out, const float* x, std::size_t n) override {
+    guarded("sum_squares", [&] { kernels::sum_squares(out, x, n, stream_); });
+  }
+  void scale_by_inverse_norm(float* x, std::size_t n, const double* sum_sq, double eps) override {
+    guarded("scale_by_inverse_norm", [&] { kernels::scale_by_inverse_norm(x, n, sum_sq, eps, stream_); });
+  }
+  void muon_momentum(float* buf, float* u, const float* g, const float* mu, bool nesterov, std::size_t n,
+                     const double* skip) override {
+    guarded("muon_momentum", [&] { kernels::muon_momentum(buf, u, g, mu, nesterov, n, skip, stream_); });
+  }
+  void axpby_step(float* y, const float* x, const float* ab, std::size_t n, const double* skip) override {
+    guarded("axpby_step", [&] { kernels::axpby_step(y, x, ab, n, skip, stream_); });
+  }
+  void adamw_step(float* p, const float* g, float* m, float* v, std::size_t n, const float* c, float beta1, float beta2,
+                  float eps, const double* skip) override {
+    guarded("adamw_step", [&] { kernels::adamw_step(p, g, m, v, n, c, beta1, beta2, eps, skip, stream_); });
+  }
+  void accumulate_loss(double* acc, const float* loss_sum, double divisor) override {
+    guarded("accumulate_loss", [&] { kernels::accumulate_loss(acc, loss_sum, divisor, stream_); });
+  }
+  void step_guard(double* state, const double* loss, const double* sum_sq, double max_norm) override {
+    guarded("step_guard", [&] { kernels::step_guard(state, loss, sum_sq, max_norm, stream_); });
+  }
+  void clip_scale(float* x, std::size_t n, const double* state) override {
+    guarded("clip_scale", [&] { kernels::clip_scale(x, n, state, stream_); });
   }
   void normalize_rows(float* x, int rows, int cols, float eps) override {
     guarded("normalize_rows", [&] { kernels::normalize_rows(x, rows, cols, eps, stream_); });
@@ -363,7 +441,18 @@ class CudaOps final : public Ops<float> {
   };
   std::string device_;
   cublasLtHandle_t lt_ = nullptr;
-  cudaStream_t stream_ = nullptr;  // the legacy default stream: every op in issue order
+  // A pinned host buffer that stage_to_device copies through, and the event after its copy.
+  struct StagingBuffer {
+    void* host = nullptr;
+    std::size_t bytes = 0;
+    cudaEvent_t copied = nullptr;
+    bool in_flight = false;
+  };
+  cudaStream_t stream_ = nullptr;  // the compute stream: every op in issue order
+  // Enough buffers for a training step's uploads (its per-step constants and each micro-batch's
+  // ids and targets) to be in flight while the host prepares the next ones.
+  std::array<StagingBuffer, 64> staging_{};
+  std::size_t next_staging_ = 0;
   AllocationLedger ledger_;
   StallCounts stalls_;
   bool timing_ = false;
