@@ -89,16 +89,11 @@ void sgd_momentum_update(float* p, const float* g, float* buf, std::size_t n, fl
                          cudaStream_t stream) {
   PG_LAUNCH(sgd_momentum_kernel, grid_for(n), dim3(kThreads), 0, stream, p, g, buf, n, lr, momentum);
 }
-void adamw_update(float* p, const float* g, float* m, float* v, std::size_t n, float lr, float beta1, float beta2,
-                  float eps, float weight_decay, std::int64_t t, cudaStream_t stream) {
-  // The step constants exactly as the CPU reference computes them (float64, then float).
-  const auto bias1 = static_cast<float>(1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(t)));
-  const auto bias2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(t))));
-  const float step = lr / bias1, decay = 1.0f - lr * weight_decay;
+void adamw_update(float* p, const float* g, float* m, float* v, std::size_t n, float step, float decay, float bias2_sqrt,
+                  float beta1, float beta2, float eps, cudaStream_t stream) {
   PG_LAUNCH(adamw_kernel, grid_for(n), dim3(kThreads), 0, stream, p, g, m, v, n, step, decay, beta1, beta2, bias2_sqrt,
             eps);
 }
-
 void adamw_step(float* p, const float* g, float* m, float* v, std::size_t n, const float* c, float beta1, float beta2,
                 float eps, const double* skip, cudaStream_t stream) {
   PG_LAUNCH(adamw_step_kernel, grid_for(n), dim3(kThreads), 0, stream, p, g, m, v, n, c, beta1, beta2, eps, skip);

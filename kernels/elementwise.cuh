@@ -26,9 +26,10 @@ void sgd_momentum_update(float* p, const float* g, float* buf, std::size_t n, fl
 // cudaSuccess when this binary holds code the current device can run (an sm_90a build on an
 // older or newer GPU gets cudaErrorNoKernelImageForDevice here instead of at the first launch).
 cudaError_t check_kernel_image();
-// AdamW (torch semantics) at step t >= 1
-void adamw_update(float* p, const float* g, float* m, float* v, std::size_t n, float lr, float beta1, float beta2,
-                  float eps, float weight_decay, std::int64_t t, cudaStream_t stream);
+// AdamW (torch semantics) with its step constants {step size, decay, sqrt of the second bias
+// correction} = backend::adamw_constants(lr, beta1, beta2, weight_decay, t)
+void adamw_update(float* p, const float* g, float* m, float* v, std::size_t n, float step, float decay, float bias2_sqrt,
+                  float beta1, float beta2, float eps, cudaStream_t stream);
 // The same with its constants c = {step size, decay, sqrt of the second bias correction} on the
 // device (backend::adamw_constants); nothing changes when *skip (device, may be null) is non-zero.
 void adamw_step(float* p, const float* g, float* m, float* v, std::size_t n, const float* c, float beta1, float beta2,

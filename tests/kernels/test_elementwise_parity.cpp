@@ -81,7 +81,8 @@ TEST(ElementwiseParity, SgdAndAdamwStepsMatchTheCpuOverSeveralSteps) {
       cpu.sgd_momentum_update(p.data(), g.data(), buf.data(), n, 0.01f, 0.9f);
       kernels::sgd_momentum_update(dp, dg, dbuf, n, 0.01f, 0.9f, nullptr);
       cpu.adamw_update(p.data(), g.data(), m.data(), v.data(), n, 0.003f, 0.9f, 0.95f, 1e-8f, 0.04f, t);
-      kernels::adamw_update(dp, dg, dm, dv, n, 0.003f, 0.9f, 0.95f, 1e-8f, 0.04f, t, nullptr);
+      const auto c = backend::adamw_constants<float>(0.003f, 0.9f, 0.95f, 0.04f, t);
+      kernels::adamw_update(dp, dg, dm, dv, n, c[0], c[1], c[2], 0.9f, 0.95f, 1e-8f, nullptr);
     }
     const std::string at = " n=" + std::to_string(n);
     expect_same(p, Device::download(dp, n), "parameters" + at);

@@ -353,7 +353,7 @@ class CudaOps final : public Ops<float> {
   }
   double sum_squares(const float* x, std::size_t n) override {
     auto* out = static_cast<double*>(sum_workspace_.get(*this, sizeof(double)));
-    guarded("sum_squares", [&] { kernels::sum_squares(out, x, n, stream_); });
+    sum_squares_to(out, x, n);
     double host = 0.0;
     to_host(&host, out, sizeof host);
     return host;
@@ -392,7 +392,8 @@ class CudaOps final : public Ops<float> {
   }
   void adamw_update(float* p, const float* g, float* m, float* v, std::size_t n, float lr, float beta1, float beta2,
                     float eps, float weight_decay, std::int64_t t) override {
-    guarded("adamw_update", [&] { kernels::adamw_update(p, g, m, v, n, lr, beta1, beta2, eps, weight_decay, t, stream_); });
+    const std::array<float, 3> c = adamw_constants<float>(lr, beta1, beta2, weight_decay, t);
+    guarded("adamw_update", [&] { kernels::adamw_update(p, g, m, v, n, c[0], c[1], c[2], beta1, beta2, eps, stream_); });
   }
   void sgd_momentum_update(float* p, const float* g, float* buf, std::size_t n, float lr, float momentum) override {
     guarded("sgd_momentum_update", [&] { kernels::sgd_momentum_update(p, g, buf, n, lr, momentum, stream_); });
