@@ -240,8 +240,11 @@ void describe(Visitor& v, Config& c) {
   v.section("eval", "evaluation modes (SPEC 6)", [&](Visitor& s) { describe(s, c.eval); });
   v.section("distributed", "multi-rank training (SPEC 8)", [&](Visitor& s) {
     s.boolean("parallel_muon", c.distributed.parallel_muon,
-              "reduce-scatter matrix grads, Muon on the local shard, all-gather updates");
-    s.boolean("overlap_comm", c.distributed.overlap_comm, "overlap communication with compute on GPUs");
+              "reduce-scatter matrix grads, Muon on the local shard, all-gather updates (the only mode; "
+              "false is refused until multi-rank training lands, issue 15)");
+    s.boolean("overlap_comm", c.distributed.overlap_comm,
+              "overlap communication with compute on GPUs (the only mode; false is refused until multi-rank "
+              "training lands, issue 15)");
   });
 }
 
@@ -313,6 +316,15 @@ void validate(const Config& c, const Provenance& provenance) {
                 cat(c.eval.stride, " exceeds the window model.seq_len = ", m.seq_len));
   check.require(c.eval.ttt.freeze_blocks <= m.num_layers, "eval.ttt.freeze_blocks",
                 cat(c.eval.ttt.freeze_blocks, " exceeds model.num_layers = ", m.num_layers));
+  // One rank has nothing to communicate, so both knobs change nothing today; the alternatives
+  // they would select (replicated Muon after an all-reduce, communication after compute) are
+  // not written. Refused rather than accepted and ignored.
+  check.require(c.distributed.parallel_muon, "distributed.parallel_muon",
+                "false (replicated Muon after a gradient all-reduce) is not implemented; multi-rank training "
+                "lands with issue 15 and uses Parallel Muon");
+  check.require(c.distributed.overlap_comm, "distributed.overlap_comm",
+                "false (communication after compute) is not implemented; multi-rank training lands with issue 15 "
+                "and overlaps communication with compute");
 }
 
 json to_json(const Config& c) {

@@ -6,7 +6,6 @@
 #include <string>
 
 #include "common/error.hpp"
-#include "common/strings.hpp"
 #include "optim/optimizer.hpp"
 
 namespace pgolf::eval {
@@ -25,8 +24,7 @@ TttTrainer::TttTrainer(model::Model<float>& model, const config::TttConfig& ttt,
     fail(ErrorKind::internal, "TTT: the model holds ", model.max_batch(), " sequences, eval.ttt.batch_seqs is ",
          ttt.batch_seqs);
   for (const auto& p : model.table().specs())
-    for (std::int64_t i = 0; i < ttt.freeze_blocks; ++i)
-      if (p.name.starts_with(cat("blocks.", i, "."))) frozen_.emplace_back(p.offset, p.numel());
+    if (!model::ttt_trainable(p, ttt.freeze_blocks)) frozen_.emplace_back(p.offset, p.numel());
 }
 
 std::int64_t TttTrainer::train_chunk(const ValStream& stream, std::int64_t begin, std::int64_t end, double lr) {

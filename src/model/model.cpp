@@ -71,6 +71,7 @@ std::vector<Step> layer_schedule(const config::ModelConfig& m, bool recurrence_a
   const int n = static_cast<int>(layers.size()), n_enc = n / 2, n_skip = std::min(L / 2, L - L / 2);
   const bool clamp = m.recurrence.skip_policy == config::RecurrenceSkip::clamp;
   const int split_layer = static_cast<int>(m.parallel_residual.start_layer);
+  const bool both_lanes = m.parallel_residual.skip_policy == config::ParallelSkip::both_lanes;
   std::vector<Step> steps;
   int stack = 0;  // entries currently on the skip stack (slots 0 .. stack-1)
   bool split = false;
@@ -91,6 +92,13 @@ std::vector<Step> layer_schedule(const config::ModelConfig& m, bool recurrence_a
         s.split_here = true;
       }
       s.parallel = split;
+      if (s.skip_source >= 0) {
+        // Before the split (and at it) the skip goes into x. After it, both_lanes adds it to both
+        // lanes; dead_x ([record quirk] #1334) adds it to the abandoned x, which nothing reads.
+        const bool on_x = !s.parallel || s.split_here;
+        s.skip_into_lane0 = on_x || both_lanes;
+        s.skip_into_lane1 = !on_x && both_lanes;
+      }
     }
     steps.push_back(s);
   }
@@ -116,6 +124,13 @@ Model<T>::Model(LayoutOnly, const config::ModelConfig& cfg, backend::Ops<T>& ops
       const ParamSpec* spec = table_.find(cat("blocks.", l, ".", block_tensor_suffix(static_cast<BlockTensor>(t))));
       block_offsets_[l][static_cast<std::size_t>(t)] = spec != nullptr ? spec->offset : kAbsent;
     }
+  for (int t = 0; t < static_cast<int>(ModelTensor::count); ++t) {
+    const ParamSpec* spec = table_.find(model_tensor_name(static_cast<ModelTensor>(t)));
+    model_offsets_[static_cast<std::size_t>(t)] = spec != nullptr ? spec->offset : kAbsent;
+  }
+  if (cfg.value_embed.enabled)
+    for (std::size_t k = 0; k < cfg.value_embed.layers.size(); ++k)
+      ve_scale_offsets_.push_back(table_.at(cat("ve_layer_scales.", k)).offset);
   build_arena();
 }
 
@@ -369,6 +384,33 @@ std::size_t Model<T>::block_offset(int layer, BlockTensor t) const {
 }
 
 template <class T>
+const char* Model<T>::model_tensor_name(ModelTensor t) {
+  switch (t) {
+    case ModelTensor::tok_emb: return "tok_emb.weight";
+    case ModelTensor::lm_head: return "lm_head.weight";
+    case ModelTensor::bigram_embed: return "bigram.embed.weight";
+    case ModelTensor::bigram_proj: return "bigram.proj.weight";
+    case ModelTensor::bigram_scale: return "bigram.scale";
+    case ModelTensor::smear_gate: return "smear.gate";
+    case ModelTensor::ve_embed: return "ve_shared.embed.weight";
+    case ModelTensor::ve_proj: return "ve_shared.proj.weight";
+    case ModelTensor::ve_scale: return "ve_shared.scale";
+    case ModelTensor::skip_weights: return "skip_weights";
+    case ModelTensor::skip_gates: return "skip_gates";
+    case ModelTensor::lane_merge: return "lane_merge";
+    case ModelTensor::count: break;
+  }
+  fail(ErrorKind::internal, "model: no model tensor ", static_cast<int>(t));
+}
+
+template <class T>
+std::size_t Model<T>::model_offset(ModelTensor t) const {
+  const std::size_t off = model_offsets_[static_cast<std::size_t>(t)];
+  if (off == kAbsent) fail(ErrorKind::internal, "model: ", model_tensor_name(t), " is not a parameter of this model");
+  return off;
+}
+
+template <class T>
 void Model<T>::observe_input(int layer, std::initializer_list<BlockTensor> tensors, const T* x, int n, int in) {
   if (!observer_) return;
   std::vector<std::string> names;
@@ -407,7 +449,7 @@ void Model<T>::attention_forward(StepActs& s, int layer, const T* stream_in) {
   ops_.matmul_forward(a.k, a.u, block_param(layer, BlockTensor::c_k), N, d, kvd, false);
   ops_.matmul_forward(a.v, a.u, block_param(layer, BlockTensor::c_v), N, d, kvd, false);
   if (int k = ve_index(layer); k >= 0)
-    ops_.add_scaled_forward(a.v, ve_base_, param("ve_shared.scale"), param(cat("ve_layer_scales.", k)),
+    ops_.add_scaled_forward(a.v, ve_base_, model_param(ModelTensor::ve_scale), ve_scale_param(k),
                             static_cast<std::size_t>(N) * kvd);
   ops_.rmsnorm_forward(a.qr, a.rstd_q, a.q, N * H, hd, T(1));
   ops_.rmsnorm_forward(a.kr, a.rstd_k, a.k, N * Hkv, hd, T(1));
@@ -472,7 +514,7 @@ void Model<T>::forward_hidden(const std::int32_t* ids, int batch, int seq) {
 
 template <class T>
 const T* Model<T>::head_weight() const {
-  return cfg_.tie_embeddings ? param("tok_emb.weight") : param("lm_head.weight");
+  return model_param(head_tensor());
 }
 
 template <class T>
@@ -490,34 +532,33 @@ void Model<T>::forward_body(const std::int32_t* ids, int batch, int seq) {
   ops_.stage_to_device(ids_, ids, static_cast<std::size_t>(N) * sizeof(std::int32_t));
 
   // Embedding, BigramHash, norm, SmearGate (docs/model.md steps 1-4).
-  ops_.embedding_forward(e_raw_, ids_, param("tok_emb.weight"), N, d);
+  ops_.embedding_forward(e_raw_, ids_, model_param(ModelTensor::tok_emb), N, d);
   if (cfg_.bigram.enabled) {
     const int db = static_cast<int>(cfg_.bigram.dim);
     ops_.bigram_hash(bigram_ids_, ids_, batch, seq, static_cast<int>(cfg_.bigram.vocab_size));
-    ops_.embedding_forward(bigram_emb_, bigram_ids_, param("bigram.embed.weight"), N, db);
-    ops_.matmul_forward(bigram_proj_, bigram_emb_, param("bigram.proj.weight"), N, db, d, false);
-    ops_.add_scaled_forward(e_raw_, bigram_proj_, param("bigram.scale"), nullptr, Nd);
+    ops_.embedding_forward(bigram_emb_, bigram_ids_, model_param(ModelTensor::bigram_embed), N, db);
+    ops_.matmul_forward(bigram_proj_, bigram_emb_, model_param(ModelTensor::bigram_proj), N, db, d, false);
+    ops_.add_scaled_forward(e_raw_, bigram_proj_, model_param(ModelTensor::bigram_scale), nullptr, Nd);
   }
   ops_.rmsnorm_forward(e_norm_, rstd_e_, e_raw_, N, d, T(1));
   if (cfg_.smear_gate) {
-    ops_.smear_forward(x0_, e_norm_, param("smear.gate"), batch, seq, d);
+    ops_.smear_forward(x0_, e_norm_, model_param(ModelTensor::smear_gate), batch, seq, d);
   } else {
     ops_.copy_values(x0_, e_norm_, Nd);
   }
   if (cfg_.value_embed.enabled) {
     const int dve = static_cast<int>(cfg_.value_embed.dim);
     const int kvd = static_cast<int>(cfg_.num_kv_heads * cfg_.head_dim());
-    ops_.embedding_forward(ve_emb_, ids_, param("ve_shared.embed.weight"), N, dve);
-    ops_.matmul_forward(ve_base_, ve_emb_, param("ve_shared.proj.weight"), N, dve, kvd, false);
+    ops_.embedding_forward(ve_emb_, ids_, model_param(ModelTensor::ve_embed), N, dve);
+    ops_.matmul_forward(ve_base_, ve_emb_, model_param(ModelTensor::ve_proj), N, dve, kvd, false);
   }
 
   // Blocks with U-Net skips and, optionally, parallel lanes (steps 5-9).
   const T* x = x0_;
   const T* lane1 = nullptr;
-  const bool has_skips = table_.find("skip_weights") != nullptr;
-  const T* skip_w = has_skips ? param("skip_weights") : nullptr;
-  const T* skip_g = has_skips && cfg_.sigmoid_skip_gates ? param("skip_gates") : nullptr;
-  const bool both_lanes = cfg_.parallel_residual.skip_policy == config::ParallelSkip::both_lanes;
+  const bool has_skips = has_tensor(ModelTensor::skip_weights);
+  const T* skip_w = has_skips ? model_param(ModelTensor::skip_weights) : nullptr;
+  const T* skip_g = has_skips && cfg_.sigmoid_skip_gates ? model_param(ModelTensor::skip_gates) : nullptr;
   for (std::size_t j = 0; j < schedule_.size(); ++j) {
     const Step& st = schedule_[j];
     StepActs& s = steps_[j];
@@ -527,17 +568,16 @@ void Model<T>::forward_body(const std::int32_t* ids, int batch, int seq) {
       const T* src = enc_out_[static_cast<std::size_t>(st.skip_source)];
       const T* w = skip_w + static_cast<std::size_t>(st.skip_weight) * d;
       const T* g = skip_g != nullptr ? skip_g + static_cast<std::size_t>(st.skip_weight) * d : nullptr;
-      const bool on_x = !st.parallel || st.split_here;
-      if (on_x || both_lanes) {
+      if (st.skip_into_lane0) {
         ops_.copy_values(s.skip_out, x, Nd);
         ops_.skip_forward(s.skip_out, src, w, g, N, d);
         x = s.skip_out;
       }
-      if (!on_x && both_lanes) {
+      if (st.skip_into_lane1) {
         ops_.copy_values(s.skip_out_b, lane1, Nd);
         ops_.skip_forward(s.skip_out_b, src, w, g, N, d);
         lane1 = s.skip_out_b;
-      }  // dead_x ([record quirk] #1334): after the split the skip goes into the abandoned x
+      }
     }
     if (st.split_here) lane1 = x;
     s.attn_in = x;
@@ -555,7 +595,7 @@ void Model<T>::forward_body(const std::int32_t* ids, int batch, int seq) {
   if (lane1 != nullptr) {
     lane0_final_ = x;
     lane1_final_ = lane1;
-    ops_.lane_merge_forward(x_final_, x, lane1, param("lane_merge"), Nd);
+    ops_.lane_merge_forward(x_final_, x, lane1, model_param(ModelTensor::lane_merge), Nd);
     x = x_final_;
   } else {
     lane0_final_ = lane1_final_ = nullptr;
@@ -590,9 +630,8 @@ void Model<T>::attention_backward(StepActs& s, int layer, const T* stream_in, T*
   ops_.rmsnorm_backward(g_.dq, g_.dqr, a.q, a.rstd_q, N * H, hd, T(1), false);
   ops_.rmsnorm_backward(g_.dk, g_.dkr, a.k, a.rstd_k, N * Hkv, hd, T(1), false);
   if (int k = ve_index(layer); k >= 0) {
-    const std::string ls = cat("ve_layer_scales.", k);
-    ops_.add_scaled_backward(g_.ve, grad("ve_shared.scale"), grad(ls), g_.dv, ve_base_, param("ve_shared.scale"),
-                             param(ls), static_cast<std::size_t>(N) * kvd, true);
+    ops_.add_scaled_backward(g_.ve, model_grad(ModelTensor::ve_scale), ve_scale_grad(k), g_.dv, ve_base_,
+                             model_param(ModelTensor::ve_scale), ve_scale_param(k), static_cast<std::size_t>(N) * kvd, true);
   }
   ops_.matmul_backward(g_.du, block_grad(layer, BlockTensor::c_q), g_.dq, a.u, block_param(layer, BlockTensor::c_q), N,
                        d, d, false);
@@ -629,26 +668,24 @@ void Model<T>::backward(double loss_scale) {
   // Head.
   ops_.softcap_ce_backward(g_.dlogits, logits_, targets_, N, V, static_cast<T>(cfg_.logit_softcap),
                            static_cast<T>(loss_scale / N));
-  const bool tied = cfg_.tie_embeddings;
-  ops_.matmul_backward(g_.scratch, tied ? grad("tok_emb.weight") : grad("lm_head.weight"), g_.dlogits, h_final_,
-                       tied ? param("tok_emb.weight") : param("lm_head.weight"), N, d, V, false);
+  ops_.matmul_backward(g_.scratch, model_grad(head_tensor()), g_.dlogits, h_final_, model_param(head_tensor()), N, d,
+                       V, false);
   const bool lanes = lane1_final_ != nullptr;
   ops_.rmsnorm_backward(lanes ? g_.xin : g_.stream, g_.scratch, stream_final_, rstd_final_, N, d, T(1), false);
   if (lanes)
-    ops_.lane_merge_backward(g_.stream, g_.lane1, grad("lane_merge"), g_.xin, lane0_final_, lane1_final_,
-                             param("lane_merge"), Nd);
+    ops_.lane_merge_backward(g_.stream, g_.lane1, model_grad(ModelTensor::lane_merge), g_.xin, lane0_final_, lane1_final_,
+                             model_param(ModelTensor::lane_merge), Nd);
 
   ops_.zero(g_.x0, Nd * sizeof(T));
   for (T* e : g_.enc) ops_.zero(e, Nd * sizeof(T));
   if (cfg_.value_embed.enabled)
     ops_.zero(g_.ve, static_cast<std::size_t>(N) * cfg_.num_kv_heads * cfg_.head_dim() * sizeof(T));
 
-  const bool has_skips = table_.find("skip_weights") != nullptr;
-  T* skip_dw = has_skips ? grad("skip_weights") : nullptr;
-  T* skip_dg = has_skips && cfg_.sigmoid_skip_gates ? grad("skip_gates") : nullptr;
-  const T* skip_w = has_skips ? param("skip_weights") : nullptr;
-  const T* skip_g = skip_dg != nullptr ? param("skip_gates") : nullptr;
-  const bool both_lanes = cfg_.parallel_residual.skip_policy == config::ParallelSkip::both_lanes;
+  const bool has_skips = has_tensor(ModelTensor::skip_weights);
+  T* skip_dw = has_skips ? model_grad(ModelTensor::skip_weights) : nullptr;
+  T* skip_dg = has_skips && cfg_.sigmoid_skip_gates ? model_grad(ModelTensor::skip_gates) : nullptr;
+  const T* skip_w = has_skips ? model_param(ModelTensor::skip_weights) : nullptr;
+  const T* skip_g = skip_dg != nullptr ? model_param(ModelTensor::skip_gates) : nullptr;
 
   // Walk the schedule backwards; g_.stream holds d(x or lane0), g_.lane1 d(lane1).
   for (std::size_t jj = schedule_.size(); jj-- > 0;) {
@@ -664,10 +701,9 @@ void Model<T>::backward(double loss_scale) {
       T* dsrc = g_.enc[static_cast<std::size_t>(st.skip_source)];
       const T* g_row = skip_g != nullptr ? skip_g + row : nullptr;
       T* dg_row = skip_dg != nullptr ? skip_dg + row : nullptr;
-      const bool on_x = !st.parallel || st.split_here;
-      if (on_x || both_lanes)
+      if (st.skip_into_lane0)
         ops_.skip_backward(g_.stream, dsrc, skip_dw + row, dg_row, s.pre_skip, src, skip_w + row, g_row, N, d);
-      if (!on_x && both_lanes)
+      if (st.skip_into_lane1)
         ops_.skip_backward(g_.lane1, dsrc, skip_dw + row, dg_row, s.pre_skip_lane1, src, skip_w + row, g_row, N, d);
     }
   }
@@ -676,25 +712,25 @@ void Model<T>::backward(double loss_scale) {
   ops_.add_into(g_.stream, g_.x0, Nd);
   const T* de_norm = g_.stream;
   if (cfg_.smear_gate) {
-    ops_.smear_backward(g_.scratch, grad("smear.gate"), g_.stream, e_norm_, param("smear.gate"), batch_, seq_, d);
+    ops_.smear_backward(g_.scratch, model_grad(ModelTensor::smear_gate), g_.stream, e_norm_, model_param(ModelTensor::smear_gate), batch_, seq_, d);
     de_norm = g_.scratch;
   }
   ops_.rmsnorm_backward(g_.xin, de_norm, e_raw_, rstd_e_, N, d, T(1), false);
-  ops_.embedding_backward(grad("tok_emb.weight"), ids_, g_.xin, N, d);
+  ops_.embedding_backward(model_grad(ModelTensor::tok_emb), ids_, g_.xin, N, d);
   if (cfg_.bigram.enabled) {
     const int db = static_cast<int>(cfg_.bigram.dim);
-    ops_.add_scaled_backward(g_.da, grad("bigram.scale"), nullptr, g_.xin, bigram_proj_, param("bigram.scale"), nullptr,
+    ops_.add_scaled_backward(g_.da, model_grad(ModelTensor::bigram_scale), nullptr, g_.xin, bigram_proj_, model_param(ModelTensor::bigram_scale), nullptr,
                              Nd, false);
-    ops_.matmul_backward(g_.scratch, grad("bigram.proj.weight"), g_.da, bigram_emb_, param("bigram.proj.weight"), N, db,
+    ops_.matmul_backward(g_.scratch, model_grad(ModelTensor::bigram_proj), g_.da, bigram_emb_, model_param(ModelTensor::bigram_proj), N, db,
                          d, false);
-    ops_.embedding_backward(grad("bigram.embed.weight"), bigram_ids_, g_.scratch, N, db);
+    ops_.embedding_backward(model_grad(ModelTensor::bigram_embed), bigram_ids_, g_.scratch, N, db);
   }
   if (cfg_.value_embed.enabled) {
     const int dve = static_cast<int>(cfg_.value_embed.dim);
     const int kvd = static_cast<int>(cfg_.num_kv_heads * cfg_.head_dim());
-    ops_.matmul_backward(g_.scratch, grad("ve_shared.proj.weight"), g_.ve, ve_emb_, param("ve_shared.proj.weight"), N,
+    ops_.matmul_backward(g_.scratch, model_grad(ModelTensor::ve_proj), g_.ve, ve_emb_, model_param(ModelTensor::ve_proj), N,
                          dve, kvd, false);
-    ops_.embedding_backward(grad("ve_shared.embed.weight"), ids_, g_.scratch, N, dve);
+    ops_.embedding_backward(model_grad(ModelTensor::ve_embed), ids_, g_.scratch, N, dve);
   }
 }
 

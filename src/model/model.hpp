@@ -54,6 +54,10 @@ struct Step {
   int skip_weight = -1;      // row of skip_weights / skip_gates
   bool split_here = false;   // the first parallel-lane step
   bool parallel = false;     // runs as two lanes
+  // Where the popped skip is added (forward and backward both read these): into x, which is
+  // lane0 after the split, and into lane1 (parallel_residual.skip_policy = both_lanes).
+  bool skip_into_lane0 = false;
+  bool skip_into_lane1 = false;
 };
 std::vector<Step> layer_schedule(const config::ModelConfig& m, bool recurrence_active);
 
@@ -99,9 +103,7 @@ class Model {
   T* grads() { return grads_; }
   // The weights the forward and backward read: params() unless late QAT points them at a
   // buffer of fake-quantised weights (gradients still land in grads(): straight-through).
-  const T* param(const std::string& name) const { return weights_ + table_.at(name).offset; }
   void set_forward_weights(const T* weights) { weights_ = weights != nullptr ? weights : params_; }
-  T* grad(const std::string& name) { return grads_ + table_.at(name).offset; }
 
   void set_params(const std::vector<float>& host);
   void set_params(const std::vector<double>& host);
@@ -191,6 +193,20 @@ class Model {
   std::size_t block_offset(int layer, BlockTensor t) const;
   const T* block_param(int layer, BlockTensor t) const { return weights_ + block_offset(layer, t); }
   T* block_grad(int layer, BlockTensor t) { return grads_ + block_offset(layer, t); }
+  // The tensors outside the blocks, found the same way (model_offsets_, ve_scale_offsets_).
+  enum class ModelTensor : int {
+    tok_emb, lm_head, bigram_embed, bigram_proj, bigram_scale, smear_gate, ve_embed, ve_proj, ve_scale,
+    skip_weights, skip_gates, lane_merge, count
+  };
+  static const char* model_tensor_name(ModelTensor t);  // "tok_emb.weight", ...
+  std::size_t model_offset(ModelTensor t) const;
+  bool has_tensor(ModelTensor t) const { return model_offsets_[static_cast<std::size_t>(t)] != kAbsent; }
+  const T* model_param(ModelTensor t) const { return weights_ + model_offset(t); }
+  T* model_grad(ModelTensor t) { return grads_ + model_offset(t); }
+  ModelTensor head_tensor() const { return cfg_.tie_embeddings ? ModelTensor::tok_emb : ModelTensor::lm_head; }
+  // ve_layer_scales.k of the k-th value-embedding layer.
+  const T* ve_scale_param(int k) const { return weights_ + ve_scale_offsets_.at(static_cast<std::size_t>(k)); }
+  T* ve_scale_grad(int k) { return grads_ + ve_scale_offsets_.at(static_cast<std::size_t>(k)); }
   void observe_input(int layer, std::initializer_list<BlockTensor> tensors, const T* x, int n, int in);
   T layer_multiplier(int layer) const;
   int ve_index(int layer) const;  // -1 when the layer has no value embedding
@@ -207,6 +223,8 @@ class Model {
   std::vector<Step> schedule_;
   static constexpr std::size_t kAbsent = static_cast<std::size_t>(-1);
   std::vector<std::array<std::size_t, static_cast<std::size_t>(BlockTensor::count)>> block_offsets_;
+  std::array<std::size_t, static_cast<std::size_t>(ModelTensor::count)> model_offsets_{};
+  std::vector<std::size_t> ve_scale_offsets_;
   int max_steps_ = 0, max_enc_ = 0;
 
   T* params_ = nullptr;

@@ -31,6 +31,13 @@ QuantClass quant_class(const std::string& name, std::size_t numel, std::int64_t 
   return QuantClass::int8;
 }
 
+bool qat_covers(const ParamSpec& p, config::QatScope scope, std::int64_t passthrough_max_numel) {
+  if (scope == config::QatScope::all_int6) return quant_class(p.name, p.numel(), passthrough_max_numel) == QuantClass::int6;
+  return p.name == "bigram.proj.weight" || p.name == "ve_shared.proj.weight";  // [record quirk] #549
+}
+
+bool ttt_trainable(const ParamSpec& p, std::int64_t freeze_blocks) { return p.block < 0 || p.block >= freeze_blocks; }
+
 namespace {
 
 std::uint64_t name_hash(const std::string& s) {  // FNV-1a
@@ -70,7 +77,8 @@ std::size_t ParamSpec::numel() const {
   return n;
 }
 
-void ParamTable::add(std::string name, std::vector<std::int64_t> shape, InitKind init, double value, ParamGroup group) {
+void ParamTable::add(std::string name, std::vector<std::int64_t> shape, InitKind init, double value, ParamGroup group,
+                     int block) {
   ParamSpec p;
   p.name = std::move(name);
   p.shape = std::move(shape);
@@ -80,6 +88,7 @@ void ParamTable::add(std::string name, std::vector<std::int64_t> shape, InitKind
   p.weight_decay = true;  // SPEC 4.2: every group uses decoupled weight decay
   p.quant = quant_class(p.name, p.numel(), kPassthroughMaxNumel);
   p.offset = total_;
+  p.block = block;
   total_ += p.numel();
   index_[p.name] = specs_.size();
   specs_.push_back(std::move(p));
@@ -113,10 +122,11 @@ ParamTable::ParamTable(const config::ModelConfig& m) {
   if (!m.tie_embeddings) add("lm_head.weight", {m.vocab_size, d}, I::zeros, 0, G::head);
   for (std::int64_t i = 0; i < L; ++i) {
     const std::string b = cat("blocks.", i, ".");
-    add(b + "attn.q_gain", {m.num_heads}, I::constant, m.qk_gain_init, G::scalar);
-    add(b + "attn_scale", {d}, I::constant, 1.0, G::scalar);
-    add(b + "mlp_scale", {d}, I::constant, 1.0, G::scalar);
-    add(b + "resid_mix", {2, d}, I::resid_mix, 0, G::scalar);
+    const int block = static_cast<int>(i);
+    add(b + "attn.q_gain", {m.num_heads}, I::constant, m.qk_gain_init, G::scalar, block);
+    add(b + "attn_scale", {d}, I::constant, 1.0, G::scalar, block);
+    add(b + "mlp_scale", {d}, I::constant, 1.0, G::scalar, block);
+    add(b + "resid_mix", {2, d}, I::resid_mix, 0, G::scalar, block);
   }
   // Matrix banks: same-shape matrices of all layers back to back.
   struct BankDef {
@@ -134,7 +144,7 @@ ParamTable::ParamTable(const config::ModelConfig& m) {
     Bank bank{def.bank, total_, 0, static_cast<int>(def.rows), static_cast<int>(def.cols)};
     for (const auto& [member, init] : def.members)
       for (std::int64_t i = 0; i < L; ++i) {
-        add(cat("blocks.", i, ".", member), {def.rows, def.cols}, init, 0, G::matrix);
+        add(cat("blocks.", i, ".", member), {def.rows, def.cols}, init, 0, G::matrix, static_cast<int>(i));
         ++bank.count;
       }
     banks_.push_back(bank);

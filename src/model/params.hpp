@@ -37,8 +37,17 @@ struct ParamSpec {
   bool weight_decay = true;
   QuantClass quant = QuantClass::fp16;  // with #549's threshold; see quant_class()
   std::size_t offset = 0;  // elements from the start of the buffer
+  int block = -1;          // i for the tensors of blocks.<i>., -1 for the others
   std::size_t numel() const;
 };
+
+// The other two classifications of a tensor, beside quant_class, kept here so that training,
+// export and evaluation read one rule each:
+// - whether late QAT fake-quantises it (train.qat.scope: every tensor exported as int6, or
+//   #549's two small projections [record quirk]);
+// - whether score-first TTT trains it (eval.ttt.freeze_blocks keeps the leading blocks fixed).
+bool qat_covers(const ParamSpec& p, config::QatScope scope, std::int64_t passthrough_max_numel);
+bool ttt_trainable(const ParamSpec& p, std::int64_t freeze_blocks);
 
 // A run of same-shape matrices stored back to back (Parallel Muon shards whole matrices).
 struct Bank {
@@ -66,7 +75,8 @@ class ParamTable {
   std::map<std::string, std::size_t> group_totals() const;  // values per group name
 
  private:
-  void add(std::string name, std::vector<std::int64_t> shape, InitKind init, double value, ParamGroup group);
+  void add(std::string name, std::vector<std::int64_t> shape, InitKind init, double value, ParamGroup group,
+           int block = -1);
   std::vector<ParamSpec> specs_;
   std::vector<Bank> banks_;
   std::map<std::string, std::size_t> index_;

@@ -224,9 +224,7 @@ void Trainer::set_weights(const std::vector<float>& values) {
 std::vector<float> Trainer::weights() const { return model_->params_host(); }
 
 bool Trainer::qat_covers(const model::ParamSpec& p) const {
-  if (cfg_.train.qat.scope == config::QatScope::all_int6)
-    return model::quant_class(p.name, p.numel(), cfg_.export_.passthrough_max_numel) == model::QuantClass::int6;
-  return p.name == "bigram.proj.weight" || p.name == "ve_shared.proj.weight";  // [record quirk] #549
+  return model::qat_covers(p, cfg_.train.qat.scope, cfg_.export_.passthrough_max_numel);
 }
 
 void Trainer::update_forward_weights() {

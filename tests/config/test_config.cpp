@@ -319,6 +319,15 @@ TEST(ConfigErrors, CrossFieldRulesNameTheField) {
   expect_config_error(R"({"eval": {"stride": 4096}})", {"eval.stride", "4096"});
 }
 
+// The distributed knobs select between modes only one of which exists: the other is refused,
+// naming the key, rather than accepted and ignored.
+TEST(ConfigErrors, UnwiredDistributedModesAreRefused) {
+  expect_config_error(R"({"distributed": {"parallel_muon": false}})",
+                      {"distributed.parallel_muon", "not implemented", "issue 15"});
+  expect_config_error(R"({"distributed": {"overlap_comm": false}})",
+                      {"distributed.overlap_comm", "not implemented", "issue 15"});
+}
+
 TEST(ConfigErrors, ProvenanceFollowsTheLayerThatWon) {
   VirtualFiles vf;
   vf.files["/v/base.json"] = R"({"model": 5})";
