@@ -12,6 +12,14 @@ void rope_apply(float* x, const float* cos_table, const float* sin_table, int ro
 void head_gain_forward(float* y, const float* x, const float* gain, int rows, int heads, int hd, cudaStream_t stream);
 void head_gain_backward(float* dx, float* dgain, const float* dy, const float* x, const float* gain, int rows, int heads,
                         int hd, cudaStream_t stream);
+// FusedOp::qk_prep (contracts in src/backend/ops.hpp): per-head RMSNorm, partial RoPE and,
+// with a gain, the query gain in one pass per head vector (one warp each; hd <= 256); the
+// backward reduces dgain first (head_gain_backward's kernel) and then writes dx (may be dout).
+void qk_prep_forward(float* normed, float* out, float* rstd, const float* x, const float* gain, const float* cos_table,
+                     const float* sin_table, int rows, int seq, int heads, int hd, int rope_dims, cudaStream_t stream);
+void qk_prep_backward(float* dx, float* dgain, const float* dout, const float* x, const float* normed,
+                      const float* rstd, const float* gain, const float* cos_table, const float* sin_table, int rows,
+                      int seq, int heads, int hd, int rope_dims, cudaStream_t stream);
 // XSA: out_h = y_h - (y_h . vhat_g) vhat_g with vhat = v / max(|v|, 1e-12) per row and KV
 // head; backward writes dy and accumulates dv. One thread per (row, KV head), the same
 // sequential float64 dot products as the CPU reference (hd <= 256).

@@ -63,6 +63,18 @@ class Device {
   // backpressure on a host running ahead, not a drain of the device). The copy is ordered with
   // the ops issued before and after it.
   virtual void stage_to_device(void* dst, const void* src, std::size_t bytes) { to_device(dst, src, bytes); }
+  // The largest scratch a caller's ops will need, reserved when the caller is built (a model,
+  // an optimizer), so that no op allocates while a training step runs (issue 14). Each field
+  // is the largest shape of the ops that use it; reservations only grow a backend's scratch.
+  struct Reservation {
+    std::size_t staging_bytes = 0;        // the largest stage_to_device copy
+    std::size_t attention_kv_values = 0;  // batch * seq * kv_heads * hd of attention_backward
+    std::size_t loss_rows = 0;            // n of softcap_ce_forward
+  };
+  virtual void reserve(const Reservation&) {}
+  // The device bytes reserve() holds for a reservation (memory plans count them per caller,
+  // which over-counts when callers share a backend's scratch; 0 on the CPU, which has none).
+  virtual std::uint64_t reserved_bytes(const Reservation&) const { return 0; }
   // Per-op timing (backend/op_profile.hpp) for benchmarks: start_op_timing() returns false
   // when the backend cannot time its ops; stop_op_timing() returns what ran since the start.
   virtual bool start_op_timing() { return false; }
@@ -87,6 +99,12 @@ std::array<T, 3> adamw_constants(double lr, double beta1, double beta2, double w
   const T lr_t = static_cast<T>(lr);
   return {lr_t / bias1, T(1) - lr_t * static_cast<T>(weight_decay), bias2_sqrt};
 }
+
+// The fused ops (Ops::supports): each replaces a fixed composition of unfused ops.
+enum class FusedOp { softcap_ce, qk_prep, count };
+const char* fused_op_name(FusedOp op);        // "softcap_ce"
+const char* fused_op_reference(FusedOp op);   // "softcap_ce_forward + softcap_ce_backward"
+[[noreturn]] void unsupported_fused_op(FusedOp op, const std::string& backend);
 
 template <class T>
 class Ops : public virtual Device {
@@ -194,8 +212,46 @@ class Ops : public virtual Device {
   virtual void softcap_ce_forward(T* logits, T* nll, T* loss_sum, const std::int32_t* targets, int n, int vocab,
                                   T cap) = 0;
   // dz (n x vocab) = d(scale * sum nll)/dz from the softcapped logits (scale is 1/n for a mean).
+  // dz may be logits itself: the gradient then replaces the logits (one n x vocab buffer).
   virtual void softcap_ce_backward(T* dz, const T* logits, const std::int32_t* targets, int n, int vocab, T cap,
                                    T scale) = 0;
+
+  // ----- fused ops ---------------------------------------------------------------------------
+  // Coarser ops a backend offers where fusing pays. Each is defined as a composition of the ops
+  // above, which is its reference; a backend that offers it says so in supports(), and the
+  // model takes the fused path only then (pgolf bench prints the path of each family).
+  // Calling a fused op a backend does not offer is Error(internal).
+  virtual bool supports(FusedOp op) const {
+    (void)op;
+    return false;
+  }
+  // FusedOp::softcap_ce: softcap_ce_forward(z, nll, loss_sum, ...) then softcap_ce_backward(z,
+  // z, ..., scale) in one pass over each row: z ends holding dz, nll and *loss_sum as the forward
+  // leaves them (the same values, bit for bit, on a backend that offers both).
+  virtual void softcap_ce_fused(T* z, T* nll, T* loss_sum, const std::int32_t* targets, int n, int vocab, T cap,
+                                T scale) {
+    (void)z, (void)nll, (void)loss_sum, (void)targets, (void)n, (void)vocab, (void)cap, (void)scale;
+    unsupported_fused_op(FusedOp::softcap_ce, name());
+  }
+  // FusedOp::qk_prep, attention's query/key preparation over rows x heads x hd:
+  // rmsnorm_forward(normed, rstd, x, rows * heads, hd, 1), rope_apply(normed, ..., false), and
+  // with a gain head_gain_forward(out, normed, gain) (out is untouched without one).
+  virtual void qk_prep_forward(T* normed, T* out, T* rstd, const T* x, const T* gain, const T* cos_table,
+                               const T* sin_table, int rows, int seq, int heads, int hd, int rope_dims) {
+    (void)normed, (void)out, (void)rstd, (void)x, (void)gain, (void)cos_table, (void)sin_table, (void)rows, (void)seq,
+        (void)heads, (void)hd, (void)rope_dims;
+    unsupported_fused_op(FusedOp::qk_prep, name());
+  }
+  // Its backward from dout (the gradient of out, or of normed without a gain): with a gain
+  // head_gain_backward(d, dgain, dout, normed, gain), then rope_apply(d, ..., true) and
+  // rmsnorm_backward(dx, d, x, rstd, rows * heads, hd, 1, false). dx (written) may be dout.
+  virtual void qk_prep_backward(T* dx, T* dgain, const T* dout, const T* x, const T* normed, const T* rstd,
+                                const T* gain, const T* cos_table, const T* sin_table, int rows, int seq, int heads,
+                                int hd, int rope_dims) {
+    (void)dx, (void)dgain, (void)dout, (void)x, (void)normed, (void)rstd, (void)gain, (void)cos_table, (void)sin_table,
+        (void)rows, (void)seq, (void)heads, (void)hd, (void)rope_dims;
+    unsupported_fused_op(FusedOp::qk_prep, name());
+  }
 
   // ----- test-time delta (SLOT, docs/eval.md) ----------------------------------------------------
   // y[i, :] = x[i, :] + rows[i / group_rows, :]     (n = groups * group_rows rows of dim)

@@ -66,16 +66,14 @@ void run_audit(const AuditOptions& o) {
     }
   }
 
-  check_model_memory(ops, c.model, eval::eval_model_batch(opts), T, eval::eval_model_mode(opts),
-                     {{"TTT/SLOT buffers", eval::eval_extra_bytes(c.model, opts)}},
-                     "eval.batch_windows, eval.ttt.batch_seqs or the model size (model.*)");
-  model::Model<float> net(c.model, ops, eval::eval_model_batch(opts), T, eval::eval_model_mode(opts));
-  net.set_recurrence_active(!c.model.recurrence.virtual_layers.empty());
+  check_memory(ops, eval::eval_memory_plan(c.model, ops, opts),
+               "eval.batch_windows, eval.ttt.batch_seqs or the model size (model.*)");
+  const auto net = eval::make_eval_model(c.model, ops, opts, !c.model.recurrence.virtual_layers.empty());
   std::fprintf(stderr, "audit %s on %s val targets, weights: %s; %zu positions, %zu + 1 evaluations\n",
                eval::eval_label(opts).c_str(), with_commas(static_cast<std::uint64_t>(N)).c_str(), weights_name.c_str(),
                positions.size(), positions.size());
   const eval::AuditReport rep = eval::audit_eval(
-      net, weights, stream, tables, opts, positions, [](const eval::AuditProbe& p, std::size_t done, std::size_t total) {
+      *net, weights, stream, tables, opts, positions, [](const eval::AuditProbe& p, std::size_t done, std::size_t total) {
         std::fprintf(stderr, "  [%zu/%zu] q = %lld (%s): %s\n", done, total, static_cast<long long>(p.position.token),
                      p.position.where.c_str(),
                      p.violation() ? cat("VIOLATION, ", p.changed, " earlier targets changed").c_str() : "ok");

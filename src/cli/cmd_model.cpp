@@ -100,17 +100,14 @@ void run_eval(const EvalCommand& o) {
   const std::int64_t windows = stream.targets() / opts.stride + 1;  // an upper bound on the plan's windows
   opts.batch_windows = static_cast<int>(std::min<std::int64_t>(opts.batch_windows, windows));
 
-  check_model_memory(ops, c.model, eval::eval_model_batch(opts), static_cast<int>(c.model.seq_len),
-                     eval::eval_model_mode(opts), {{"TTT/SLOT buffers", eval::eval_extra_bytes(c.model, opts)}},
-                     opts.ttt.enabled ? "eval.batch_windows (--batch-windows), eval.ttt.batch_seqs or the model size (model.*)"
-                                      : "eval.batch_windows (--batch-windows) or the model size (model.*)");
-  model::Model<float> net(c.model, ops, eval::eval_model_batch(opts), static_cast<int>(c.model.seq_len),
-                          eval::eval_model_mode(opts));
-  print_model_layout(net, o.cfg.verbose);
-  net.set_params(params);
+  check_memory(ops, eval::eval_memory_plan(c.model, ops, opts),
+               opts.ttt.enabled ? "eval.batch_windows (--batch-windows), eval.ttt.batch_seqs or the model size (model.*)"
+                                : "eval.batch_windows (--batch-windows) or the model size (model.*)");
   // Depth recurrence is part of the trained model once it has switched on.
-  net.set_recurrence_active(!c.model.recurrence.virtual_layers.empty());
-  const eval::EvalResult r = eval::evaluate(net, stream, tables, opts);
+  const auto net = eval::make_eval_model(c.model, ops, opts, !c.model.recurrence.virtual_layers.empty());
+  print_model_layout(*net, o.cfg.verbose);
+  net->set_params(params);
+  const eval::EvalResult r = eval::evaluate(*net, stream, tables, opts);
 
   std::printf("%s\n", eval_summary_line(r, opts).c_str());
   if (!o.results.empty()) {
@@ -175,6 +172,13 @@ void run_bench(const BenchOptions& o) {
   const double tokens = static_cast<double>(batch) * T;
   std::printf("bench %s: %d x %d tokens, backend %s, %d cpu threads\n", c.name.c_str(), batch, T, ops.name().c_str(),
               backend::cpu_threads());
+  // The path each fused op family takes in forward+backward and the training step.
+  json fused_json = json::object();
+  for (const auto& [op, fused] : net.fused_paths()) {
+    std::printf("  fused op %-12s %s\n", backend::fused_op_name(op),
+                fused ? "fused" : cat("composed (", backend::fused_op_reference(op), ")").c_str());
+    fused_json[backend::fused_op_name(op)] = fused ? "fused" : "composed";
+  }
   std::fflush(stdout);
 
   // A whole training step as the trainer issues it (Trainer::enqueue_step): the per-step
@@ -193,9 +197,8 @@ void run_bench(const BenchOptions& o) {
     opt.stage_constants(step++, 1.0);
     device_step.begin(0);
     net.zero_grads();
-    net.forward_loss(ids.data(), targets.data(), batch, T);
+    net.forward_backward(ids.data(), targets.data(), batch, T);
     device_step.add_loss(0, net.loss_sum(), tokens);
-    net.backward();
     device_step.guard_and_clip(0, net.grads(), n, c.train.grad_clip_norm);
     opt.apply(net.params(), net.grads(), device_step.skip());
     ops.axpby_step(ema.get(), net.params(), ema_constants.get(), n, device_step.skip());
@@ -204,8 +207,11 @@ void run_bench(const BenchOptions& o) {
     auto once = [&] {
       if (phase == "step") return train_step();
       net.zero_grads();
-      net.forward_loss(ids.data(), targets.data(), batch, T);
-      if (phase == "forward_backward") net.backward();
+      if (phase == "forward_backward") {
+        net.forward_backward(ids.data(), targets.data(), batch, T);
+      } else {
+        net.forward_loss(ids.data(), targets.data(), batch, T);
+      }
     };
     for (int i = 0; i < o.warmup; ++i) once();
     ops.synchronize();  // a GPU backend runs asynchronously: time finished work only
@@ -286,6 +292,7 @@ void run_bench(const BenchOptions& o) {
                 {"warmup", o.warmup},
                 {"peak_tflops", o.peak_tflops},
                 {"peak_memory_bytes", ops.peak_bytes()},
+                {"fused_ops", fused_json},
                 {"phases", phases_json},
                 {"version", std::string(build_info().version)},
                 {"git", std::string(build_info().git_hash)}};

@@ -178,12 +178,14 @@ void run_main(RunOptions o) {
                           {"model_config", dump_json(config::model_to_json(c.model))},
                           {"pgolf_version", std::string(build_info().version)},
                           {"pgolf_git", std::string(build_info().git_hash)}});
-  trainer.model().set_params(exported);
-  trainer.model().set_forward_weights(nullptr);
   eval::EvalOptions eo = eval::eval_options(c);
   eo.nll_out = dir / "val_nll.f64";
+  // The final evaluations run on a model of their own (the trainer's memory plan counts it),
+  // with the layer schedule training ended with.
+  const auto net = eval::make_eval_model(c.model, ops, eo, trainer.model().recurrence_active());
+  net->set_params(exported);
   const eval::ValStream stream = eval::load_val_stream(c);
-  const eval::EvalResult e = eval::evaluate(trainer.model(), stream, trainer.byte_tables(), eo);
+  const eval::EvalResult e = eval::evaluate(*net, stream, trainer.byte_tables(), eo);
   const auto model_bytes = fs::file_size(dir / "model.safetensors");
   auto eval_json = [&](const eval::EvalResult& r, const char* weights) {
     json j = eval_result_json(r, eo);
@@ -216,9 +218,9 @@ void run_main(RunOptions o) {
                           {"pgolf_git", std::string(build_info().git_hash)}};
     req.out = dir / "artifact.pgolf";
     const exporter::ExportResult x = exporter::export_model(req, stderr);
-    trainer.model().set_params(x.weights);
+    net->set_params(x.weights);
     eo.nll_out = dir / "val_nll_roundtrip.f64";
-    const eval::EvalResult q = eval::evaluate(trainer.model(), stream, trainer.byte_tables(), eo);
+    const eval::EvalResult q = eval::evaluate(*net, stream, trainer.byte_tables(), eo);
     results["export"] = x.to_json(c.export_.budget_bytes);
     results["export"]["artifact"] = "artifact.pgolf";
     results["roundtrip_eval"] = eval_json(q, "artifact");

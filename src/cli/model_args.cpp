@@ -59,7 +59,10 @@ std::unique_ptr<backend::Ops<float>> make_backend(const config::Config& c) {
 
 void check_model_memory(backend::Ops<float>& ops, const config::ModelConfig& m, int batch, int seq, model::ModelMode mode,
                         const std::vector<backend::MemoryPlan::Part>& extra, const std::string& knobs) {
-  const backend::MemoryPlan plan = model::memory_plan(model::Model<float>::plan(m, ops, batch, seq, mode), extra);
+  check_memory(ops, model::memory_plan(model::Model<float>::plan(m, ops, batch, seq, mode), extra), knobs);
+}
+
+void check_memory(backend::Ops<float>& ops, const backend::MemoryPlan& plan, const std::string& knobs) {
   std::fprintf(stderr, "%s\n", backend::check_memory_plan(plan, ops, knobs).c_str());
 }
 

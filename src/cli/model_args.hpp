@@ -39,6 +39,8 @@ std::unique_ptr<backend::Ops<float>> make_backend(const config::Config& c);
 // `extra` named parts: printed to stderr, Error(config) naming `knobs` when it does not fit.
 void check_model_memory(backend::Ops<float>& ops, const config::ModelConfig& m, int batch, int seq, model::ModelMode mode,
                         const std::vector<backend::MemoryPlan::Part>& extra, const std::string& knobs);
+// Any memory plan, the same way.
+void check_memory(backend::Ops<float>& ops, const backend::MemoryPlan& plan, const std::string& knobs);
 
 // The start-up description of a model: the one-line summary (ending with `tables_hint` unless
 // verbose), and with `verbose` its tables.

@@ -77,6 +77,20 @@ std::uint64_t eval_extra_bytes(const config::ModelConfig& model, const EvalOptio
   return bytes;
 }
 
+backend::MemoryPlan eval_memory_plan(const config::ModelConfig& model, backend::Ops<float>& ops, const EvalOptions& o) {
+  const model::ModelFootprint f =
+      model::Model<float>::plan(model, ops, eval_model_batch(o), static_cast<int>(model.seq_len), eval_model_mode(o));
+  return model::memory_plan(f, {{"TTT/SLOT buffers", eval_extra_bytes(model, o)}});
+}
+
+std::unique_ptr<model::Model<float>> make_eval_model(const config::ModelConfig& model, backend::Ops<float>& ops,
+                                                     const EvalOptions& o, bool recurrence_active) {
+  auto net = std::make_unique<model::Model<float>>(model, ops, eval_model_batch(o), static_cast<int>(model.seq_len),
+                                                   eval_model_mode(o));
+  net->set_recurrence_active(recurrence_active);
+  return net;
+}
+
 namespace {
 
 // A fingerprint of every weight bit, taken around each score phase: scoring must not change

@@ -4,6 +4,7 @@
 // (eval/ttt.hpp) around the scoring and a SLOT delta (eval/slot.hpp) inside it; the NLL of
 // the scored positions is accumulated with the exact byte counts of SPEC 2.3.
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -68,6 +69,14 @@ int eval_model_batch(const EvalOptions& o);
 model::ModelMode eval_model_mode(const EvalOptions& o);
 // The bytes evaluate() allocates beside the model (TTT momentum, the SLOT head), for memory plans.
 std::uint64_t eval_extra_bytes(const config::ModelConfig& model, const EvalOptions& o);
+
+// The one set-up of an evaluation's model (pgolf eval, audit and run each evaluate on a model of
+// their own, never on the training model): what it allocates (the model for eval_model_batch()
+// sequences of model.seq_len in eval_model_mode(), and evaluate()'s TTT/SLOT buffers), and the
+// model itself, with depth recurrence on or off as given. Its weights are set by the caller.
+backend::MemoryPlan eval_memory_plan(const config::ModelConfig& model, backend::Ops<float>& ops, const EvalOptions& o);
+std::unique_ptr<model::Model<float>> make_eval_model(const config::ModelConfig& model, backend::Ops<float>& ops,
+                                                     const EvalOptions& o, bool recurrence_active);
 
 struct EvalResult {
   std::string mode;  // eval_label()

@@ -40,7 +40,6 @@ SlotHead::SlotHead(backend::Ops<float>& ops, const config::ModelConfig& model, c
   h_ = {ops, nd};
   rstd_ = {ops, n};
   logits_ = {ops, nv};
-  dlogits_ = {ops, nv};
   dh_ = {ops, nd};
   dz_ = {ops, nd};
   nll_ = {ops, n};
@@ -57,32 +56,31 @@ std::uint64_t SlotHead::planned_bytes(const config::ModelConfig& model, int max_
   const auto n = static_cast<std::uint64_t>(max_windows) * static_cast<std::uint64_t>(max_len);
   const auto nd = n * static_cast<std::uint64_t>(model.model_dim), nv = n * static_cast<std::uint64_t>(model.vocab_size);
   const auto wd = static_cast<std::uint64_t>(max_windows) * static_cast<std::uint64_t>(model.model_dim);
-  // z, h, dh, dz; logits, dlogits; rstd, nll, row_weight; loss_sum; delta, ddelta, m, v; targets.
-  return (4 * nd + 2 * nv + 3 * n + 1 + 4 * wd) * sizeof(float) + n * sizeof(std::int32_t);
+  // z, h, dh, dz; logits (their gradient replaces them); rstd, nll, row_weight; loss_sum; delta,
+  // ddelta, m, v; targets.
+  return (4 * nd + nv + 3 * n + 1 + 4 * wd) * sizeof(float) + n * sizeof(std::int32_t);
+}
+
+model::HeadShape<float> SlotHead::head_shape(int rows) const {
+  return {rows, dim_, vocab_, slot_.placement == config::SlotPlacement::before_norm, softcap_};
+}
+
+model::HeadActs<float> SlotHead::head_acts() {
+  return {h_.get(), rstd_.get(), logits_.get(), nll_.get(), loss_sum_.get()};
 }
 
 void SlotHead::head_forward(const float* hidden, const float* w_head, int groups, int group_rows) {
   const int n = groups * group_rows;
   ops_.add_group_rows(z_.get(), hidden, delta_.get(), groups, group_rows, dim_);
-  const float* h = z_.get();
-  if (slot_.placement == config::SlotPlacement::before_norm) {
-    ops_.rmsnorm_forward(h_.get(), rstd_.get(), z_.get(), n, dim_, 1.0f);
-    h = h_.get();
-  }
-  ops_.matmul_forward(logits_.get(), h, w_head, n, dim_, vocab_, false);
-  ops_.softcap_ce_forward(logits_.get(), nll_.get(), loss_sum_.get(), targets_.get(), n, vocab_, softcap_);
+  model::head_forward(ops_, head_shape(n), z_.get(), w_head, targets_.get(), head_acts());
 }
 
 void SlotHead::head_backward(const float* w_head, int groups, int group_rows) {
   const int n = groups * group_rows;
-  const bool before_norm = slot_.placement == config::SlotPlacement::before_norm;
-  ops_.softcap_ce_backward(dlogits_.get(), logits_.get(), targets_.get(), n, vocab_, softcap_, 1.0f);
   // The row weights (0 outside the fit mask, 1/count inside) scale dh rather than the
-  // vocab-wide dlogits: the head is linear in each row's dlogits, so it is the same gradient.
-  float* dh = before_norm ? dh_.get() : dz_.get();
-  ops_.matmul_backward(dh, nullptr, dlogits_.get(), before_norm ? h_.get() : z_.get(), w_head, n, dim_, vocab_, false);
-  ops_.scale_rows(dh, row_weight_.get(), n, dim_);
-  if (before_norm) ops_.rmsnorm_backward(dz_.get(), dh_.get(), z_.get(), rstd_.get(), n, dim_, 1.0f, false);
+  // vocab-wide dlogits: the same gradient (model/head.hpp).
+  model::head_backward(ops_, head_shape(n), dz_.get(), static_cast<float*>(nullptr), dh_.get(), z_.get(), w_head,
+                       targets_.get(), head_acts(), 1.0f, row_weight_.get());
   ops_.sum_group_rows(ddelta_.get(), dz_.get(), groups, group_rows, dim_);
 }
 

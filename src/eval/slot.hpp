@@ -41,13 +41,15 @@ class SlotHead {
   void head_forward(const float* hidden, const float* w_head, int groups, int group_rows);
   // delta's gradient of sum_r weight_r * nll_r into ddelta_.
   void head_backward(const float* w_head, int groups, int group_rows);
+  model::HeadShape<float> head_shape(int rows) const;  // the model's head, normed before_norm only
+  model::HeadActs<float> head_acts();
 
   backend::Ops<float>& ops_;
   config::SlotConfig slot_;
   int dim_, vocab_;
   float softcap_;
   int max_windows_, max_len_;
-  backend::DeviceBuffer<float> z_, h_, rstd_, logits_, dlogits_, dh_, dz_, nll_, loss_sum_, row_weight_;
+  backend::DeviceBuffer<float> z_, h_, rstd_, logits_, dh_, dz_, nll_, loss_sum_, row_weight_;
   backend::DeviceBuffer<float> delta_, ddelta_, m_, v_;
   backend::DeviceBuffer<std::int32_t> targets_;
 };

@@ -52,8 +52,9 @@ std::int64_t TttTrainer::train_chunk(const ValStream& stream, std::int64_t begin
             targets_[static_cast<std::size_t>(s * T + p)] = stream.tokens[static_cast<std::size_t>(first + p + 1)];
           }
         }
-        loss = model_.forward(ids_.data(), targets_.data(), static_cast<int>(share), T);
-        model_.backward(static_cast<double>(W) * static_cast<double>(share) / static_cast<double>(m));
+        model_.forward_backward(ids_.data(), targets_.data(), static_cast<int>(share), T,
+                                static_cast<double>(W) * static_cast<double>(share) / static_cast<double>(m));
+        loss = model_.read_mean_loss();  // checked below, before any update
       }
       if (comm_.any(!std::isfinite(loss)))
         fail(ErrorKind::diverged, "eval: the TTT loss is ", loss, " on targets ", begin, "..", end - 1,

@@ -56,6 +56,7 @@ backend::MemoryPlan memory_plan(const ModelFootprint& f, const std::vector<backe
   plan.add("gradients", f.grads);
   for (const auto& part : extra) plan.add(part.name, part.bytes);
   plan.add("activations", f.arena + f.tables);
+  if (f.workspaces > 0) plan.add("op workspaces", f.workspaces);
   return plan;
 }
 
@@ -109,8 +110,17 @@ std::vector<Step> layer_schedule(const config::ModelConfig& m, bool recurrence_a
 // The layout alone: the parameter table, the schedule and the arena's table, nothing allocated.
 template <class T>
 Model<T>::Model(LayoutOnly, const config::ModelConfig& cfg, backend::Ops<T>& ops, int max_batch, int max_seq,
-                ModelMode mode)
-    : cfg_(cfg), ops_(ops), table_(cfg), max_batch_(max_batch), max_seq_(max_seq), training_(mode == ModelMode::training) {
+                ModelMode mode, bool shared_weights)
+    : cfg_(cfg),
+      ops_(ops),
+      table_(cfg),
+      max_batch_(max_batch),
+      max_seq_(max_seq),
+      training_(mode == ModelMode::training),
+      shares_weights_(shared_weights) {
+  if (training_ && shares_weights_) fail(ErrorKind::internal, "model: a training model holds its own parameters");
+  fused_ce_ = training_ && ops.supports(backend::FusedOp::softcap_ce);
+  fused_qk_ = ops.supports(backend::FusedOp::qk_prep);
   if (max_seq > cfg.seq_len)
     fail(ErrorKind::internal, "model: max_seq ", max_seq, " exceeds model.seq_len ", cfg.seq_len);
   max_steps_ = static_cast<int>(std::max<std::size_t>(layer_schedule(cfg, false).size(),
@@ -142,25 +152,38 @@ std::size_t Model<T>::rope_table_values() const {
 template <class T>
 ModelFootprint Model<T>::footprint() const {
   ModelFootprint f;
-  f.params = table_.total() * sizeof(T);
-  f.grads = table_.total() * sizeof(T);
+  f.params = shares_weights_ ? 0 : table_.total() * sizeof(T);
+  f.grads = training_ ? table_.total() * sizeof(T) : 0;
   f.tables = (2 * rope_table_values() + 1) * sizeof(T);  // RoPE cos/sin and the loss sum
   f.arena = arena_.bytes();
+  f.workspaces = ops_.reserved_bytes(reservation());
   return f;
 }
 
 template <class T>
-ModelFootprint Model<T>::plan(const config::ModelConfig& cfg, backend::Ops<T>& ops, int max_batch, int max_seq,
-                              ModelMode mode) {
-  return Model(LayoutOnly{}, cfg, ops, max_batch, max_seq, mode).footprint();
+backend::Device::Reservation Model<T>::reservation() const {
+  const auto N = static_cast<std::size_t>(max_batch_) * static_cast<std::size_t>(max_seq_);
+  backend::Device::Reservation r;
+  r.staging_bytes = N * sizeof(std::int32_t);  // ids and targets
+  r.attention_kv_values = training_ ? N * static_cast<std::size_t>(cfg_.num_kv_heads * cfg_.head_dim()) : 0;
+  r.loss_rows = N;
+  return r;
 }
 
 template <class T>
-Model<T>::Model(const config::ModelConfig& cfg, backend::Ops<T>& ops, int max_batch, int max_seq, ModelMode mode)
-    : Model(LayoutOnly{}, cfg, ops, max_batch, max_seq, mode) {
-  params_ = static_cast<T*>(ops_.allocate(table_.total() * sizeof(T)));
-  grads_ = static_cast<T*>(ops_.allocate(table_.total() * sizeof(T)));
-  weights_ = params_;
+ModelFootprint Model<T>::plan(const config::ModelConfig& cfg, backend::Ops<T>& ops, int max_batch, int max_seq,
+                              ModelMode mode, bool shared_weights) {
+  return Model(LayoutOnly{}, cfg, ops, max_batch, max_seq, mode, shared_weights).footprint();
+}
+
+template <class T>
+Model<T>::Model(const config::ModelConfig& cfg, backend::Ops<T>& ops, int max_batch, int max_seq, ModelMode mode,
+                const T* shared_weights)
+    : Model(LayoutOnly{}, cfg, ops, max_batch, max_seq, mode, shared_weights != nullptr) {
+  if (!shares_weights_) params_ = static_cast<T*>(ops_.allocate(table_.total() * sizeof(T)));
+  if (training_) grads_ = static_cast<T*>(ops_.allocate(table_.total() * sizeof(T)));
+  own_or_shared_ = shares_weights_ ? shared_weights : params_;
+  weights_ = own_or_shared_;
 
   // RoPE tables for positions 0 .. seq_len-1 with the (possibly scaled) base, in double.
   const int r = static_cast<int>(cfg.rope.dims), half = r / 2;
@@ -181,6 +204,7 @@ Model<T>::Model(const config::ModelConfig& cfg, backend::Ops<T>& ops, int max_ba
   ops_.to_device(rope_sin_, sin_t.data(), sin_t.size() * sizeof(T));
   loss_sum_ = static_cast<T*>(ops_.allocate(sizeof(T)));
   arena_.allocate(ops_);
+  ops_.reserve(reservation());
   if (!training_)  // every step reuses step 0's sublayer buffers; only the streams are per step
     for (std::size_t j = 1; j < steps_.size(); ++j) {
       StepActs& s = steps_[j];
@@ -271,14 +295,13 @@ void Model<T>::build_arena() {
   a.add(g_.dq, "grad.q", N * d);
   a.add(g_.dk, "grad.k", N * kvd);
   a.add(g_.dv, "grad.v", N * kvd);
-  a.add(g_.dqr, "grad.q_rope", N * d);
+  if (!fused_qk_) a.add(g_.dqr, "grad.q_rope", N * d);  // the fused backward keeps it in registers
   a.add(g_.dkr, "grad.k_rope", N * kvd);
   a.add(g_.dy, "grad.y", N * d);
   a.add(g_.dyx, "grad.y_xsa", N * d);
   a.add(g_.da, "grad.proj", N * d);
   a.add(g_.dh, "grad.mlp_h", N * f);
   a.add(g_.dz, "grad.mlp_z", N * f);
-  a.add(g_.dlogits, "grad.logits", N * V);
   a.add(g_.scratch, "grad.scratch", N * std::max({d, static_cast<std::size_t>(cfg_.bigram.dim),
                                                    static_cast<std::size_t>(cfg_.value_embed.dim)}));
   if (cfg_.value_embed.enabled) a.add(g_.ve, "grad.ve_base", N * kvd);
@@ -312,14 +335,20 @@ std::string Model<T>::layout_text() const {
 }
 
 template <class T>
+void Model<T>::set_params_values(const T* values) {
+  if (shares_weights_) fail(ErrorKind::internal, "set_params: this model reads another model's parameters");
+  ops_.to_device(params_, values, table_.total() * sizeof(T));
+}
+
+template <class T>
 void Model<T>::set_params(const std::vector<float>& host) {
   if (host.size() != table_.total())
     fail(ErrorKind::internal, "set_params: ", host.size(), " values for a table of ", table_.total());
   if constexpr (std::is_same_v<T, float>) {
-    ops_.to_device(params_, host.data(), host.size() * sizeof(T));
+    set_params_values(host.data());
   } else {
-    std::vector<T> v(host.begin(), host.end());
-    ops_.to_device(params_, v.data(), v.size() * sizeof(T));
+    const std::vector<T> v(host.begin(), host.end());
+    set_params_values(v.data());
   }
 }
 
@@ -327,19 +356,20 @@ template <class T>
 void Model<T>::set_params(const std::vector<double>& host) {
   if (host.size() != table_.total())
     fail(ErrorKind::internal, "set_params: ", host.size(), " values for a table of ", table_.total());
-  std::vector<T> v(host.begin(), host.end());
-  ops_.to_device(params_, v.data(), v.size() * sizeof(T));
+  const std::vector<T> v(host.begin(), host.end());
+  set_params_values(v.data());
 }
 
 template <class T>
 std::vector<T> Model<T>::params_host() const {
   std::vector<T> v(table_.total());
-  ops_.to_host(v.data(), params_, v.size() * sizeof(T));
+  ops_.to_host(v.data(), own_or_shared_, v.size() * sizeof(T));
   return v;
 }
 
 template <class T>
 std::vector<T> Model<T>::grads_host() const {
+  if (!training_) fail(ErrorKind::internal, "model: an inference model has no gradients");
   std::vector<T> v(table_.total());
   ops_.to_host(v.data(), grads_, v.size() * sizeof(T));
   return v;
@@ -347,6 +377,7 @@ std::vector<T> Model<T>::grads_host() const {
 
 template <class T>
 void Model<T>::zero_grads() {
+  if (!training_) fail(ErrorKind::internal, "model: an inference model has no gradients");
   ops_.zero(grads_, table_.total() * sizeof(T));
 }
 
@@ -451,12 +482,18 @@ void Model<T>::attention_forward(StepActs& s, int layer, const T* stream_in) {
   if (int k = ve_index(layer); k >= 0)
     ops_.add_scaled_forward(a.v, ve_base_, model_param(ModelTensor::ve_scale), ve_scale_param(k),
                             static_cast<std::size_t>(N) * kvd);
-  ops_.rmsnorm_forward(a.qr, a.rstd_q, a.q, N * H, hd, T(1));
-  ops_.rmsnorm_forward(a.kr, a.rstd_k, a.k, N * Hkv, hd, T(1));
   const int r = static_cast<int>(cfg_.rope.dims);
-  ops_.rope_apply(a.qr, rope_cos_, rope_sin_, N, seq_, H, hd, r, false);
-  ops_.rope_apply(a.kr, rope_cos_, rope_sin_, N, seq_, Hkv, hd, r, false);
-  ops_.head_gain_forward(a.qg, a.qr, block_param(layer, BlockTensor::q_gain), N, H, hd);
+  const T* q_gain = block_param(layer, BlockTensor::q_gain);
+  if (fused_qk_) {
+    ops_.qk_prep_forward(a.qr, a.qg, a.rstd_q, a.q, q_gain, rope_cos_, rope_sin_, N, seq_, H, hd, r);
+    ops_.qk_prep_forward(a.kr, nullptr, a.rstd_k, a.k, nullptr, rope_cos_, rope_sin_, N, seq_, Hkv, hd, r);
+  } else {
+    ops_.rmsnorm_forward(a.qr, a.rstd_q, a.q, N * H, hd, T(1));
+    ops_.rmsnorm_forward(a.kr, a.rstd_k, a.k, N * Hkv, hd, T(1));
+    ops_.rope_apply(a.qr, rope_cos_, rope_sin_, N, seq_, H, hd, r, false);
+    ops_.rope_apply(a.kr, rope_cos_, rope_sin_, N, seq_, Hkv, hd, r, false);
+    ops_.head_gain_forward(a.qg, a.qr, q_gain, N, H, hd);
+  }
   ops_.attention_forward(a.y, a.lse, a.qg, a.kr, a.v, batch_, seq_, H, Hkv, hd);
   const T* yx = a.y;
   if (has_xsa(layer)) {
@@ -484,32 +521,77 @@ void Model<T>::mlp_forward(StepActs& s, int layer, const T* stream_in) {
 template <class T>
 double Model<T>::forward(const std::int32_t* ids, const std::int32_t* targets, int batch, int seq, T* nll) {
   forward_loss(ids, targets, batch, seq);
+  if (nll != nullptr) ops_.to_host(nll, nll_, static_cast<std::size_t>(batch) * seq * sizeof(T));
+  return read_mean_loss();
+}
+
+template <class T>
+double Model<T>::read_mean_loss() const {
+  if (!have_forward_) fail(ErrorKind::internal, "model: read_mean_loss() without a forward");
   T loss_sum{};
   ops_.to_host(&loss_sum, loss_sum_, sizeof(T));
-  if (nll != nullptr) ops_.to_host(nll, nll_, static_cast<std::size_t>(batch) * seq * sizeof(T));
-  return static_cast<double>(loss_sum) / (batch * seq);
+  return static_cast<double>(loss_sum) / (batch_ * seq_);
+}
+
+template <class T>
+void Model<T>::stage_targets(const std::int32_t* targets, int n) {
+  const int V = static_cast<int>(cfg_.vocab_size);
+  for (int i = 0; i < n; ++i)
+    if (targets[i] < 0 || targets[i] >= V)
+      fail(ErrorKind::data, "model input: target id ", targets[i], " at position ", i, " is outside [0, ", V, ")");
+  ops_.stage_to_device(targets_, targets, static_cast<std::size_t>(n) * sizeof(std::int32_t));
 }
 
 template <class T>
 void Model<T>::forward_loss(const std::int32_t* ids, const std::int32_t* targets, int batch, int seq) {
   forward_body(ids, batch, seq);  // checks the batch against the arena first, then the ids
-  const int N = batch * seq, d = static_cast<int>(cfg_.model_dim), V = static_cast<int>(cfg_.vocab_size);
-  for (int i = 0; i < N; ++i)
-    if (targets[i] < 0 || targets[i] >= V)
-      fail(ErrorKind::data, "model input: target id ", targets[i], " at position ", i, " is outside [0, ", V, ")");
-  ops_.stage_to_device(targets_, targets, static_cast<std::size_t>(N) * sizeof(std::int32_t));
-
+  stage_targets(targets, batch * seq);
   // Head and loss (steps 10-11).
-  ops_.rmsnorm_forward(h_final_, rstd_final_, stream_final_, N, d, T(1));
-  ops_.matmul_forward(logits_, h_final_, head_weight(), N, d, V, false);
-  ops_.softcap_ce_forward(logits_, nll_, loss_sum_, targets_, N, V, static_cast<T>(cfg_.logit_softcap));
+  head_forward(ops_, head_shape(batch * seq), stream_final_, head_weight(), targets_, head_acts());
   have_forward_ = true;
+  logits_are_grads_ = false;
+}
+
+template <class T>
+void Model<T>::forward_backward(const std::int32_t* ids, const std::int32_t* targets, int batch, int seq,
+                                double loss_scale) {
+  if (!training_) fail(ErrorKind::internal, "model: forward_backward() on a model built for inference");
+  if (!fused_ce_) {
+    forward_loss(ids, targets, batch, seq);
+    backward(loss_scale);
+    return;
+  }
+  forward_body(ids, batch, seq);
+  stage_targets(targets, batch * seq);
+  const int N = batch * seq;
+  head_forward_backward(ops_, head_shape(N), lane1_final_ != nullptr ? g_.xin : g_.stream, model_grad(head_tensor()),
+                        g_.scratch, stream_final_, model_param(head_tensor()), targets_, head_acts(),
+                        static_cast<T>(loss_scale / N));
+  have_forward_ = true;
+  logits_are_grads_ = true;
+  backward_body();
+}
+
+template <class T>
+std::vector<std::pair<backend::FusedOp, bool>> Model<T>::fused_paths() const {
+  return {{backend::FusedOp::softcap_ce, fused_ce_}, {backend::FusedOp::qk_prep, fused_qk_}};
 }
 
 template <class T>
 void Model<T>::forward_hidden(const std::int32_t* ids, int batch, int seq) {
   forward_body(ids, batch, seq);
   ops_.rmsnorm_forward(h_final_, rstd_final_, stream_final_, batch * seq, static_cast<int>(cfg_.model_dim), T(1));
+}
+
+template <class T>
+HeadShape<T> Model<T>::head_shape(int rows) const {
+  return {rows, static_cast<int>(cfg_.model_dim), static_cast<int>(cfg_.vocab_size), true,
+          static_cast<T>(cfg_.logit_softcap)};
+}
+
+template <class T>
+HeadActs<T> Model<T>::head_acts() const {
+  return {h_final_, rstd_final_, logits_, nll_, loss_sum_};
 }
 
 template <class T>
@@ -622,13 +704,20 @@ void Model<T>::attention_backward(StepActs& s, int layer, const T* stream_in, T*
     dy = g_.dy;
   }
   ops_.attention_backward(g_.dq, g_.dkr, g_.dv, dy, a.qg, a.kr, a.v, a.y, a.lse, batch_, seq_, H, Hkv, hd, xsa);
-  ops_.head_gain_backward(g_.dqr, block_grad(layer, BlockTensor::q_gain), g_.dq, a.qr, block_param(layer, BlockTensor::q_gain), N,
-                          H, hd);
   const int r = static_cast<int>(cfg_.rope.dims);
-  ops_.rope_apply(g_.dqr, rope_cos_, rope_sin_, N, seq_, H, hd, r, true);
-  ops_.rope_apply(g_.dkr, rope_cos_, rope_sin_, N, seq_, Hkv, hd, r, true);
-  ops_.rmsnorm_backward(g_.dq, g_.dqr, a.q, a.rstd_q, N * H, hd, T(1), false);
-  ops_.rmsnorm_backward(g_.dk, g_.dkr, a.k, a.rstd_k, N * Hkv, hd, T(1), false);
+  const T* q_gain = block_param(layer, BlockTensor::q_gain);
+  T* dq_gain = block_grad(layer, BlockTensor::q_gain);
+  if (fused_qk_) {
+    ops_.qk_prep_backward(g_.dq, dq_gain, g_.dq, a.q, a.qr, a.rstd_q, q_gain, rope_cos_, rope_sin_, N, seq_, H, hd, r);
+    ops_.qk_prep_backward(g_.dk, nullptr, g_.dkr, a.k, a.kr, a.rstd_k, nullptr, rope_cos_, rope_sin_, N, seq_, Hkv, hd,
+                          r);
+  } else {
+    ops_.head_gain_backward(g_.dqr, dq_gain, g_.dq, a.qr, q_gain, N, H, hd);
+    ops_.rope_apply(g_.dqr, rope_cos_, rope_sin_, N, seq_, H, hd, r, true);
+    ops_.rope_apply(g_.dkr, rope_cos_, rope_sin_, N, seq_, Hkv, hd, r, true);
+    ops_.rmsnorm_backward(g_.dq, g_.dqr, a.q, a.rstd_q, N * H, hd, T(1), false);
+    ops_.rmsnorm_backward(g_.dk, g_.dkr, a.k, a.rstd_k, N * Hkv, hd, T(1), false);
+  }
   if (int k = ve_index(layer); k >= 0) {
     ops_.add_scaled_backward(g_.ve, model_grad(ModelTensor::ve_scale), ve_scale_grad(k), g_.dv, ve_base_,
                              model_param(ModelTensor::ve_scale), ve_scale_param(k), static_cast<std::size_t>(N) * kvd, true);
@@ -662,16 +751,21 @@ template <class T>
 void Model<T>::backward(double loss_scale) {
   if (!training_) fail(ErrorKind::internal, "model: backward() on a model built for inference");
   if (!have_forward_) fail(ErrorKind::internal, "model: backward() without a forward()");
-  const int N = batch_ * seq_, d = static_cast<int>(cfg_.model_dim), V = static_cast<int>(cfg_.vocab_size);
-  const auto Nd = static_cast<std::size_t>(N) * d;
+  if (logits_are_grads_)
+    fail(ErrorKind::internal, "model: backward() twice after one forward (the first replaced the logits)");
+  const int N = batch_ * seq_;
+  head_backward(ops_, head_shape(N), lane1_final_ != nullptr ? g_.xin : g_.stream, model_grad(head_tensor()),
+                g_.scratch, stream_final_, model_param(head_tensor()), targets_, head_acts(),
+                static_cast<T>(loss_scale / N));
+  logits_are_grads_ = true;
+  backward_body();
+}
 
-  // Head.
-  ops_.softcap_ce_backward(g_.dlogits, logits_, targets_, N, V, static_cast<T>(cfg_.logit_softcap),
-                           static_cast<T>(loss_scale / N));
-  ops_.matmul_backward(g_.scratch, model_grad(head_tensor()), g_.dlogits, h_final_, model_param(head_tensor()), N, d,
-                       V, false);
+template <class T>
+void Model<T>::backward_body() {
+  const int N = batch_ * seq_, d = static_cast<int>(cfg_.model_dim);
+  const auto Nd = static_cast<std::size_t>(N) * d;
   const bool lanes = lane1_final_ != nullptr;
-  ops_.rmsnorm_backward(lanes ? g_.xin : g_.stream, g_.scratch, stream_final_, rstd_final_, N, d, T(1), false);
   if (lanes)
     ops_.lane_merge_backward(g_.stream, g_.lane1, model_grad(ModelTensor::lane_merge), g_.xin, lane0_final_, lane1_final_,
                              model_param(ModelTensor::lane_merge), Nd);
@@ -736,6 +830,7 @@ void Model<T>::backward(double loss_scale) {
 
 template <class T>
 std::vector<T> Model<T>::logits_host() const {
+  if (logits_are_grads_) fail(ErrorKind::internal, "model: logits_host() after a backward replaced the logits");
   std::vector<T> v(static_cast<std::size_t>(batch_) * seq_ * cfg_.vocab_size);
   ops_.to_host(v.data(), logits_, v.size() * sizeof(T));
   return v;

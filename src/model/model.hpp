@@ -9,10 +9,12 @@
 #include <initializer_list>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "backend/ops.hpp"
 #include "config/config.hpp"
+#include "model/head.hpp"
 #include "model/params.hpp"
 
 namespace pgolf::model {
@@ -72,7 +74,8 @@ struct ModelFootprint {
   std::uint64_t grads = 0;
   std::uint64_t tables = 0;  // RoPE tables and the loss accumulator
   std::uint64_t arena = 0;   // every activation buffer
-  std::uint64_t total() const { return params + grads + tables + arena; }
+  std::uint64_t workspaces = 0;  // the backend's op scratch reserved for this model's shapes
+  std::uint64_t total() const { return params + grads + tables + arena + workspaces; }
 };
 
 // A memory plan of a model's footprint and what a command allocates beside it: parameters,
@@ -83,12 +86,16 @@ template <class T>
 class Model {
  public:
   // Activations are sized for up to max_batch sequences of max_seq <= model.seq_len tokens.
+  // Only a training model holds gradients. An inference model may read the parameters of
+  // another model (`shared_weights`, a device pointer to table().total() values that outlives
+  // it: the trainer's validation model reads the training weights) instead of holding its own;
+  // set_params() is then refused.
   Model(const config::ModelConfig& cfg, backend::Ops<T>& ops, int max_batch, int max_seq,
-        ModelMode mode = ModelMode::training);
+        ModelMode mode = ModelMode::training, const T* shared_weights = nullptr);
   ~Model();
   // What that constructor would allocate, without allocating anything (memory plans).
   static ModelFootprint plan(const config::ModelConfig& cfg, backend::Ops<T>& ops, int max_batch, int max_seq,
-                             ModelMode mode = ModelMode::training);
+                             ModelMode mode = ModelMode::training, bool shared_weights = false);
   ModelFootprint footprint() const;
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -99,15 +106,15 @@ class Model {
   int max_seq() const { return max_seq_; }
   const ParamTable& table() const { return table_; }
   backend::Ops<T>& ops() { return ops_; }
-  T* params() { return params_; }
-  T* grads() { return grads_; }
+  T* params() { return params_; }  // null when the weights are shared
+  T* grads() { return grads_; }    // null for an inference model
   // The weights the forward and backward read: params() unless late QAT points them at a
   // buffer of fake-quantised weights (gradients still land in grads(): straight-through).
-  void set_forward_weights(const T* weights) { weights_ = weights != nullptr ? weights : params_; }
+  void set_forward_weights(const T* weights) { weights_ = weights != nullptr ? weights : own_or_shared_; }
 
   void set_params(const std::vector<float>& host);
   void set_params(const std::vector<double>& host);
-  std::vector<T> params_host() const;
+  std::vector<T> params_host() const;  // the parameters (shared ones too), not QAT's weights
   std::vector<T> grads_host() const;
   void zero_grads();
 
@@ -122,6 +129,8 @@ class Model {
   // loss_sum() holds the summed NLL of the batch on the device, for later ops.
   void forward_loss(const std::int32_t* ids, const std::int32_t* targets, int batch, int seq);
   const T* loss_sum() const { return loss_sum_; }
+  // The mean NLL of the last forward_loss() or forward_backward(), read back (one host sync).
+  double read_mean_loss() const;
   // The transformer without the head (SLOT, docs/eval.md): afterwards final_hidden() holds
   // the stream entering the final norm and its normalised rows. backward() needs forward().
   void forward_hidden(const std::int32_t* ids, int batch, int seq);
@@ -130,9 +139,18 @@ class Model {
   // The output projection: tok_emb.weight when tied, lm_head.weight otherwise (vocab x dim).
   const T* head_weight() const;
   // Accumulates d(loss_scale * mean loss)/d(params) of the last forward into grads()
-  // (loss_scale = 1/A averages A accumulation micro-steps).
+  // (loss_scale = 1/A averages A accumulation micro-steps). The loss's gradient replaces the
+  // logits (one batch*seq x vocab buffer), so a second backward() needs another forward.
   void backward(double loss_scale = 1.0);
-  // The softcapped logits of the last forward (batch*seq x vocab), on the host.
+  // forward_loss() then backward(loss_scale), with the loss's forward and backward as one
+  // fused op when the backend offers it (FusedOp::softcap_ce; the same values): the training
+  // step's path.
+  void forward_backward(const std::int32_t* ids, const std::int32_t* targets, int batch, int seq, double loss_scale = 1.0);
+  // The path each fused op family takes in forward_backward(): {FusedOp, fused?} (pgolf bench;
+  // qk_prep in every forward and backward too).
+  std::vector<std::pair<backend::FusedOp, bool>> fused_paths() const;
+  // The softcapped logits of the last forward (batch*seq x vocab), on the host; Error(internal)
+  // once a backward has replaced them.
   std::vector<T> logits_host() const;
 
   // Called during forward() with the input of each block's linear layers (a device pointer to
@@ -168,13 +186,17 @@ class Model {
     const T* mlp_in;          // stream entering the MLP (attention's output, or lane1)
   };
   struct Grads {
-    T *stream, *lane1, *x0, *xin, *du, *dq, *dk, *dv, *dqr, *dkr, *dy, *dyx, *da, *dh, *dz, *dlogits, *ve, *scratch;
+    T *stream, *lane1, *x0, *xin, *du, *dq, *dk, *dv, *dqr, *dkr, *dy, *dyx, *da, *dh, *dz, *ve, *scratch;
     std::vector<T*> enc;
   };
 
   struct LayoutOnly {};
-  Model(LayoutOnly, const config::ModelConfig& cfg, backend::Ops<T>& ops, int max_batch, int max_seq, ModelMode mode);
+  Model(LayoutOnly, const config::ModelConfig& cfg, backend::Ops<T>& ops, int max_batch, int max_seq, ModelMode mode,
+        bool shared_weights);
+  void set_params_values(const T* values);
   std::size_t rope_table_values() const;  // per table: seq_len x max(rope.dims / 2, 1)
+  // The largest shapes this model's ops see (its batch), reserved on the backend at construction.
+  backend::Device::Reservation reservation() const;
   void build_arena();
   // Embedding to the stream entering the final norm (stream_final_), for `batch` x `seq` ids.
   void forward_body(const std::int32_t* ids, int batch, int seq);
@@ -185,6 +207,10 @@ class Model {
   // `dout` into the gradient of its input stream in place.
   void attention_backward(StepActs& s, int layer, const T* stream_in, T* dout, T* dstream_in);
   void mlp_backward(StepActs& s, int layer, const T* stream_in, T* dout);
+  // Targets checked and staged for the loss.
+  void stage_targets(const std::int32_t* targets, int n);
+  // The backward from the head's input gradient (in g_.stream, or g_.xin with lanes) down.
+  void backward_body();
   // The tensors of one block by role. block_param/block_grad find them through offsets into
   // the parameter buffer filled once from the table (block_offsets_), so the forward and
   // backward never build or look up a name; an absent tensor is Error(internal) naming it.
@@ -208,6 +234,8 @@ class Model {
   const T* ve_scale_param(int k) const { return weights_ + ve_scale_offsets_.at(static_cast<std::size_t>(k)); }
   T* ve_scale_grad(int k) { return grads_ + ve_scale_offsets_.at(static_cast<std::size_t>(k)); }
   void observe_input(int layer, std::initializer_list<BlockTensor> tensors, const T* x, int n, int in);
+  HeadShape<T> head_shape(int rows) const;  // the final norm, the projection, the softcap
+  HeadActs<T> head_acts() const;
   T layer_multiplier(int layer) const;
   int ve_index(int layer) const;  // -1 when the layer has no value embedding
   bool has_xsa(int layer) const;
@@ -217,9 +245,13 @@ class Model {
   ParamTable table_;
   int max_batch_, max_seq_;
   bool training_;
+  bool shares_weights_;
   int batch_ = 0, seq_ = 0;
   bool recurrence_active_ = false;
   bool have_forward_ = false;
+  bool logits_are_grads_ = false;  // a backward replaced the logits with their gradient
+  bool fused_ce_ = false;          // the backend offers FusedOp::softcap_ce
+  bool fused_qk_ = false;          // the backend offers FusedOp::qk_prep
   std::vector<Step> schedule_;
   static constexpr std::size_t kAbsent = static_cast<std::size_t>(-1);
   std::vector<std::array<std::size_t, static_cast<std::size_t>(BlockTensor::count)>> block_offsets_;
@@ -229,6 +261,7 @@ class Model {
 
   T* params_ = nullptr;
   T* grads_ = nullptr;
+  const T* own_or_shared_ = nullptr;  // params_, or the shared weights
   const T* weights_ = nullptr;
   T* rope_cos_ = nullptr;
   T* rope_sin_ = nullptr;

@@ -71,6 +71,9 @@ Optimizer<T>::Optimizer(const model::ParamTable& table, const config::OptimConfi
   ns_norm_ = backend::DeviceBuffer<double>(ops_, 1);
   constants_ = backend::DeviceBuffer<T>(ops_, kConstants * table.specs().size());
   constants_host_.assign(constants_.size(), T(0));
+  backend::Device::Reservation r;
+  r.staging_bytes = constants_host_.size() * sizeof(T);  // stage_constants' one copy per step
+  ops_.reserve(r);
   std::size_t n_matrix = 0, n_adam = 0;
   for (const auto& p : table.specs()) {
     std::size_t& next = p.group == model::ParamGroup::matrix ? n_matrix : n_adam;

@@ -110,13 +110,13 @@ Trainer::BatchSplit Trainer::batch_split(const config::Config& c, int world_size
          " micro-step(s) of whole sequences of model.seq_len = ", T);
   b.span = per_rank + 1;
   b.micro_seqs = per_rank / T;
-  // Room for the training micro-batch and for the final evaluation (windows, TTT sequences).
-  b.max_batch = std::max(static_cast<int>(b.micro_seqs), eval::eval_model_batch(eval::eval_options(c)));
+  b.max_batch = static_cast<int>(b.micro_seqs);
+  b.val_batch = static_cast<int>(std::max<std::int64_t>(b.micro_seqs, c.eval.batch_windows));
   return b;
 }
 
 std::string Trainer::check_memory(const config::Config& c, backend::Ops<float>& ops, int world_size) {
-  return backend::check_memory_plan(memory_plan(c, ops, batch_split(c, world_size).max_batch), ops, kMemoryKnobs);
+  return backend::check_memory_plan(memory_plan(c, ops, world_size), ops, kMemoryKnobs);
 }
 
 Trainer::Trainer(const config::Config& c, dist::Communicator& comm, backend::Ops<float>& ops, RunPaths paths)
@@ -150,10 +150,11 @@ Trainer::Trainer(const config::Config& c, dist::Communicator& comm, backend::Ops
                  static_cast<long long>(W * accum_ * span_));
   val_ = std::make_unique<eval::ValStream>(eval::load_val_stream(c));
 
-  const int max_batch = split.max_batch;
   memory_line_ = check_memory(c, ops_, comm_.world_size());
   std::fprintf(stderr, "%s\n", memory_line_.c_str());
-  model_ = std::make_unique<model::Model<float>>(c.model, ops_, max_batch, static_cast<int>(T));
+  model_ = std::make_unique<model::Model<float>>(c.model, ops_, split.max_batch, static_cast<int>(T));
+  val_model_ = std::make_unique<model::Model<float>>(c.model, ops_, split.val_batch, static_cast<int>(T),
+                                                     model::ModelMode::inference, model_->params());
   optimizer_ = std::make_unique<optim::Optimizer<float>>(model_->table(), c.optim, c.model.tie_embeddings, ops_);
   const std::size_t n = model_->table().total();
   if (c.train.ema.enabled) ema_ = backend::DeviceBuffer<float>(ops_, n);
@@ -183,18 +184,23 @@ Trainer::Trainer(const config::Config& c, dist::Communicator& comm, backend::Ops
 
 Trainer::~Trainer() = default;
 
-backend::MemoryPlan Trainer::memory_plan(const config::Config& c, backend::Ops<float>& ops, int max_batch) {
-  const model::ModelFootprint f = model::Model<float>::plan(c.model, ops, max_batch, static_cast<int>(c.model.seq_len));
+backend::MemoryPlan Trainer::memory_plan(const config::Config& c, backend::Ops<float>& ops, int world_size) {
+  const BatchSplit split = batch_split(c, world_size);
+  const int T = static_cast<int>(c.model.seq_len);
+  const model::ModelFootprint f = model::Model<float>::plan(c.model, ops, split.max_batch, T);
+  const model::ModelFootprint val =
+      model::Model<float>::plan(c.model, ops, split.val_batch, T, model::ModelMode::inference, true);
   const model::ParamTable table(c.model);
   const std::uint64_t copy = table.total() * sizeof(float);
   backend::MemoryPlan plan = model::memory_plan(
       f, {{"optimizer state", optim::Optimizer<float>::planned_bytes(table)},
           {"EMA/SWA/QAT copies",
            copy * ((c.train.ema.enabled ? 1 : 0) + (c.train.swa.enabled ? 1 : 0) + (c.train.qat.enabled ? 1 : 0))},
-          {"step state", DeviceStep::planned_bytes(kMaxUnreadSteps) + 4 * sizeof(float)}});
-  // After training, the final evaluation's buffers and then GPTQ's calibration model come and go
-  // one after the other beside everything above: the larger of the two counts.
-  const std::uint64_t eval_extra = eval::eval_extra_bytes(c.model, eval::eval_options(c));
+          {"step state", DeviceStep::planned_bytes(kMaxUnreadSteps) + 4 * sizeof(float)},
+          {"validation model", val.total()}});
+  // After training, the final evaluation's model and buffers and then GPTQ's calibration model
+  // come and go one after the other beside everything above: the larger of the two counts.
+  const std::uint64_t eval_extra = eval::eval_memory_plan(c.model, ops, eval::eval_options(c)).total();
   const std::uint64_t calibration = c.export_.enabled ? exporter::calibration_bytes(c, ops) : 0;
   plan.add(calibration > eval_extra ? "GPTQ calibration" : "final evaluation", std::max(eval_extra, calibration));
   return plan;
@@ -287,9 +293,9 @@ void Trainer::enqueue_step() {
   const int T = static_cast<int>(cfg_.model.seq_len);
   for (std::int64_t a = 0; a < accum_; ++a) {
     loader_->next_micro_batch(span_, comm_.rank(), comm_.world_size(), inputs_, targets_);
-    model_->forward_loss(inputs_.data(), targets_.data(), static_cast<int>(micro_seqs_), T);
+    model_->forward_backward(inputs_.data(), targets_.data(), static_cast<int>(micro_seqs_), T,
+                             1.0 / static_cast<double>(accum_));
     device_step_->add_loss(slot, model_->loss_sum(), static_cast<double>(micro_seqs_) * T);
-    model_->backward(1.0 / static_cast<double>(accum_));
   }
   const std::size_t n = model_->table().total();
   float* grads = model_->grads();
@@ -379,12 +385,14 @@ void Trainer::diverged(const std::string& what, const LoaderPosition& before) {
 
 ValRecord Trainer::validate() {
   read_steps();
-  model_->set_forward_weights(nullptr);
+  // The validation model reads the parameters themselves (late QAT's fake-quantised copy is the
+  // training forward's only) with the training model's layer schedule.
+  val_model_->set_recurrence_active(model_->recurrence_active());
   eval::EvalOptions o;
   o.mode = eval::Mode::nonoverlap;
   o.batch_windows = static_cast<int>(std::max<std::int64_t>(micro_seqs_, cfg_.eval.batch_windows));
   o.progress = false;
-  eval::EvalResult e = eval::evaluate(*model_, *val_, *tables_, o);
+  eval::EvalResult e = eval::evaluate(*val_model_, *val_, *tables_, o);
   ValRecord v{step_, e.val_loss, e.val_bpb};
   validations_.push_back(v);
   log(cat("step ", step_, "/", cfg_.train.iterations, " val_loss ", fixed(e.val_loss, 4), " val_bpb ",

@@ -67,14 +67,19 @@ class Trainer {
   Trainer(const config::Config& c, dist::Communicator& comm, backend::Ops<float>& ops, RunPaths paths);
   ~Trainer();
 
-  // Everything a Trainer allocates on its backend for `c`, with room for max_batch sequences:
-  // the model, the optimizer state, the weight averages and the final evaluation's buffers.
-  static backend::MemoryPlan memory_plan(const config::Config& c, backend::Ops<float>& ops, int max_batch);
+  // Everything a Trainer allocates on its backend for `c` on `world_size` ranks: the training
+  // model, the optimizer state, the weight averages, the validation model, and then the larger
+  // of the final evaluation's model (eval::eval_memory_plan, built by the caller beside the
+  // trainer) and full GPTQ's calibration.
+  static backend::MemoryPlan memory_plan(const config::Config& c, backend::Ops<float>& ops, int world_size);
   // How train.batch_tokens splits over ranks and accumulation steps (Error(config) when it does
-  // not), and the model batch a Trainer allocates for it.
+  // not), and the batches of the two models a Trainer builds for it: the training model holds
+  // one micro-batch, the validation model (inference, reading the training weights) the
+  // validation's windows.
   struct BatchSplit {
     std::int64_t accum = 1, span = 0, micro_seqs = 0;
-    int max_batch = 0;
+    int max_batch = 0;  // the training model's sequences (micro_seqs)
+    int val_batch = 0;  // max(micro_seqs, eval.batch_windows)
   };
   static BatchSplit batch_split(const config::Config& c, int world_size);
   // The check the constructor makes, for callers that must know before touching anything.
@@ -178,6 +183,7 @@ class Trainer {
   RunPaths paths_;
   std::int64_t accum_ = 1, span_ = 0, micro_seqs_ = 0;
   std::unique_ptr<model::Model<float>> model_;
+  std::unique_ptr<model::Model<float>> val_model_;  // inference, reads model_'s parameters
   std::unique_ptr<optim::Optimizer<float>> optimizer_;
   std::unique_ptr<TrainLoader> loader_;
   std::unique_ptr<eval::ValStream> val_;

@@ -48,35 +48,48 @@ TEST(MemoryPlan, TheOptimizerPlanIsWhatTheOptimizerAllocates) {
   EXPECT_EQ(ops.live_bytes(), optim::Optimizer<float>::planned_bytes(table));
 }
 
-// The trainer's plan covers its own allocations and the final evaluation's (TTT momentum and
-// the SLOT head), measured as the peak through construction and a TTT + causal SLOT eval.
+// The trainer's plan covers its own allocations (the training model for one micro-batch, the
+// validation model reading its weights) and the final evaluation's model with its TTT momentum
+// and SLOT head, measured as the peak through construction and a TTT + causal SLOT eval on the
+// evaluation's own model.
 TEST(MemoryPlan, TheTrainerPlanIsThePeakOfTrainingAndTheFinalEvaluation) {
   const config::Config c = tiny({"eval.ttt.enabled=true", "eval.slot.variant=causal", "eval.ttt.chunk_tokens=512",
                                  "eval.stride=128"});
   ASSERT_TRUE(c.train.ema.enabled && c.train.swa.enabled && c.train.qat.enabled);
   backend::CpuOps<float> ops;
   dist::LocalCommunicator comm;
-  const int max_batch = std::max(4, eval::eval_model_batch(eval::eval_options(c)));
-  const backend::MemoryPlan plan = train::Trainer::memory_plan(c, ops, max_batch);
-  train::Trainer trainer(c, comm, ops, train::RunPaths{});
-  trainer.init_weights(1);
-  const std::uint64_t eval_extra = eval::eval_extra_bytes(c.model, eval::eval_options(c));
-  EXPECT_GT(eval_extra, 0u);
-  EXPECT_EQ(ops.live_bytes(), plan.total() - eval_extra) << plan.summary();
+  const backend::MemoryPlan plan = train::Trainer::memory_plan(c, ops, 1);
+  EXPECT_EQ(plan.parts().back().name, "final evaluation") << plan.summary();
+  const std::uint64_t final_eval = plan.parts().back().bytes;
   eval::EvalOptions o = eval::eval_options(c);
   o.progress = false;
+  EXPECT_EQ(final_eval, eval::eval_memory_plan(c.model, ops, o).total());
+  EXPECT_GT(eval::eval_extra_bytes(c.model, o), 0u);
+  train::Trainer trainer(c, comm, ops, train::RunPaths{});
+  trainer.init_weights(1);
+  EXPECT_EQ(ops.live_bytes(), plan.total() - final_eval) << plan.summary();
+  const train::Trainer::BatchSplit split = train::Trainer::batch_split(c, 1);
+  EXPECT_EQ(trainer.model().max_batch(), split.micro_seqs) << "the training model is not sized by eval knobs";
   const eval::ValStream stream = eval::load_val_stream(c);
-  eval::evaluate(trainer.model(), stream, trainer.byte_tables(), o);
+  {
+    const auto net = eval::make_eval_model(c.model, ops, o, trainer.model().recurrence_active());
+    net->set_params(trainer.export_weights());
+    eval::evaluate(*net, stream, trainer.byte_tables(), o);
+  }
   EXPECT_EQ(ops.peak_bytes(), plan.total()) << plan.summary();
+  // Validation (the inference model beside the training one) allocates nothing more.
+  trainer.validate();
+  EXPECT_EQ(ops.live_bytes(), plan.total() - final_eval) << plan.summary();
 }
 
 // With full GPTQ the calibration model and its Hessians come after training, beside it.
 TEST(MemoryPlan, TheTrainerPlanCoversFullGptqCalibration) {
-  const config::Config c = tiny({"export.int6_method=gptq", "export.gptq.calibration_batches=6"});
+  // Few evaluation windows, so that calibration is the larger of the two.
+  const config::Config c = tiny({"export.int6_method=gptq", "export.gptq.calibration_batches=6", "eval.batch_windows=2"});
   backend::CpuOps<float> ops;
   dist::LocalCommunicator comm;
   const backend::MemoryPlan plan =
-      train::Trainer::memory_plan(c, ops, train::Trainer::batch_split(c, 1).max_batch);
+      train::Trainer::memory_plan(c, ops, 1);
   EXPECT_EQ(plan.parts().back().name, "GPTQ calibration") << plan.summary();
   train::Trainer trainer(c, comm, ops, train::RunPaths{});
   trainer.init_weights(1);

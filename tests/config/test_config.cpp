@@ -22,17 +22,7 @@ struct VirtualFiles {
   }
 };
 
-// Runs `action`, expects Error(kind) and that the message contains every fragment.
-void expect_error(const std::function<void()>& action, ErrorKind kind, const std::vector<std::string>& fragments) {
-  try {
-    action();
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), kind) << e.what();
-    for (const auto& f : fragments) EXPECT_NE(std::string(e.what()).find(f), std::string::npos) << "missing \"" << f << "\" in: " << e.what();
-    return;
-  }
-  ADD_FAILURE() << "expected an error mentioning " << (fragments.empty() ? "" : fragments[0]);
-}
+using test::expect_error;
 
 LoadedConfig load_text(const std::string& text, const std::vector<std::string>& sets = {}) {
   VirtualFiles vf;

@@ -1,7 +1,7 @@
 // Parity of the softcapped cross-entropy kernels (kernels/softcap_ce.cu, executed by the
 // SIMT emulator) with the CPU reference: the capped logits bit for bit (the same tanhf), row
 // NLLs, the loss sum and the gradient within 2 ulps (float64 row statistics accumulated in
-// another order).
+// another order); the in-place backward and the fused forward+backward likewise.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -64,6 +64,18 @@ TEST(SoftcapCeParity, ForwardAndBackwardMatchTheCpu) {
     expect_close(nll, Device::download(dnll, static_cast<std::size_t>(c.n)), 2, label("row nll", c));
     expect_close({loss_sum}, Device::download(dloss, 1), 2, label("loss sum", c));
     expect_close(dz, Device::download(ddz, total), 2, label("dz", c));
+
+    // The backward in place (dz = the logits), and the fused op (FusedOp::softcap_ce) against
+    // the CPU's composition: the same results.
+    kernels::softcap_ce_backward(dlogits, dlogits, dtargets, c.n, c.vocab, c.cap, 0.25f, nullptr);
+    expect_close(dz, Device::download(dlogits, total), 2, label("dz in place", c));
+    float* dfused = dev.upload(z);
+    float* dfused_nll = dev.upload(std::vector<float>(static_cast<std::size_t>(c.n), 0.0f));
+    float* dfused_loss = dev.upload(std::vector<float>(1, 0.0f));
+    kernels::softcap_ce_fused(dfused, dfused_nll, dfused_loss, dtargets, c.n, c.vocab, c.cap, 0.25f, scratch, nullptr);
+    expect_close(dz, Device::download(dfused, total), 2, label("fused dz", c));
+    expect_close(nll, Device::download(dfused_nll, static_cast<std::size_t>(c.n)), 2, label("fused row nll", c));
+    expect_close({loss_sum}, Device::download(dfused_loss, 1), 2, label("fused loss sum", c));
     EXPECT_EQ(cudaFree(dtargets), cudaSuccess);
     EXPECT_EQ(cudaFree(scratch), cudaSuccess);
   }

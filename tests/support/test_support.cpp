@@ -1,6 +1,7 @@
 #include "support/test_support.hpp"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <spawn.h>
 #include <sys/wait.h>
 
@@ -16,6 +17,18 @@
 extern char** environ;
 
 namespace pgolf::test {
+
+void expect_error(const std::function<void()>& action, ErrorKind kind, const std::vector<std::string>& fragments) {
+  try {
+    action();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), kind) << e.what();
+    for (const auto& f : fragments)
+      EXPECT_NE(std::string(e.what()).find(f), std::string::npos) << "missing \"" << f << "\" in: " << e.what();
+    return;
+  }
+  ADD_FAILURE() << "expected an error mentioning " << (fragments.empty() ? "" : fragments[0]);
+}
 
 TempDir::TempDir() {
   std::string pattern = (fs::temp_directory_path() / "pgolf-test-XXXXXX").string();

@@ -3,10 +3,17 @@
 // user would, and paths to the bundled data.
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "common/error.hpp"
+
 namespace pgolf::test {
+
+// Runs `action`, expects Error(kind) and that its message contains every fragment (a gtest
+// failure otherwise, naming what is missing).
+void expect_error(const std::function<void()>& action, ErrorKind kind, const std::vector<std::string>& fragments);
 
 namespace fs = std::filesystem;
 

@@ -216,19 +216,68 @@ void CpuOps<T>::matmul_backward(T* dx, T* dw, const T* dy, const T* x, const T* 
 }
 
 // ----- normalisation ------------------------------------------------------------------------
+namespace {
+
+// One row of the RMSNorm, shared by rmsnorm_* and the fused q/k preparation (bit-identical).
+template <class T>
+T rms_row_forward(T* y, const T* x, int dim, T multiplier) {
+  constexpr double eps = 1.1920928955078125e-07;  // float32 epsilon in every precision
+  double sq = 0.0;
+  for (int c = 0; c < dim; ++c) sq += static_cast<double>(x[c]) * x[c];
+  const T r = static_cast<T>(1.0 / std::sqrt(sq / dim + eps));
+  const T s = r * multiplier;
+  for (int c = 0; c < dim; ++c) y[c] = x[c] * s;
+  return r;
+}
+
+// d (= or +=) the row's input gradient from its output gradient g; d may be g.
+template <class T>
+void rms_row_backward(T* d, const T* g, const T* x, T r, int dim, T multiplier, bool accumulate) {
+  double dot = 0.0;
+  for (int c = 0; c < dim; ++c) dot += static_cast<double>(g[c]) * x[c];
+  const T k = static_cast<T>(dot * static_cast<double>(r) * r / dim);
+  for (int c = 0; c < dim; ++c) {
+    const T v = multiplier * r * (g[c] - x[c] * k);
+    d[c] = accumulate ? d[c] + v : v;
+  }
+}
+
+// The partial rotation of one head vector (pairs j, j + half for j < half).
+template <class T>
+void rope_vector(T* v, const T* cs, const T* sn, int half, bool inverse) {
+  for (int j = 0; j < half; ++j) {
+    const T a = v[j], b = v[j + half];
+    if (!inverse) {
+      v[j] = a * cs[j] + b * sn[j];
+      v[j + half] = -a * sn[j] + b * cs[j];
+    } else {
+      v[j] = a * cs[j] - b * sn[j];
+      v[j + half] = a * sn[j] + b * cs[j];
+    }
+  }
+}
+
+// dgain[h] += sum over rows and the head's values of dy * x (head_gain_backward's reduction).
+template <class T>
+void head_gain_reduce(T* dgain, const T* dy, const T* x, int rows, int heads, int hd) {
+  column_reduce(dgain, rows, heads, [&](int r, double* acc) {
+    for (int h = 0; h < heads; ++h) {
+      const std::size_t o = (static_cast<std::size_t>(r) * heads + h) * hd;
+      double s = 0.0;
+      for (int e = 0; e < hd; ++e) s += static_cast<double>(dy[o + e]) * x[o + e];
+      acc[h] += s;
+    }
+  });
+}
+
+}  // namespace
+
 template <class T>
 void CpuOps<T>::rmsnorm_forward(T* y, T* rstd, const T* x, int n, int dim, T multiplier) {
-  constexpr double eps = 1.1920928955078125e-07;  // float32 epsilon in every precision
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < n; ++i) {
-    const T* xi = x + static_cast<std::size_t>(i) * dim;
-    T* yi = y + static_cast<std::size_t>(i) * dim;
-    double sq = 0.0;
-    for (int c = 0; c < dim; ++c) sq += static_cast<double>(xi[c]) * xi[c];
-    const T r = static_cast<T>(1.0 / std::sqrt(sq / dim + eps));
-    rstd[i] = r;
-    const T s = r * multiplier;
-    for (int c = 0; c < dim; ++c) yi[c] = xi[c] * s;
+    const std::size_t o = static_cast<std::size_t>(i) * dim;
+    rstd[i] = rms_row_forward(y + o, x + o, dim, multiplier);
   }
 }
 
@@ -237,17 +286,8 @@ void CpuOps<T>::rmsnorm_backward(T* dx, const T* dy, const T* x, const T* rstd, 
                                  bool accumulate) {
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < n; ++i) {
-    const T* xi = x + static_cast<std::size_t>(i) * dim;
-    const T* gi = dy + static_cast<std::size_t>(i) * dim;
-    T* di = dx + static_cast<std::size_t>(i) * dim;
-    double dot = 0.0;
-    for (int c = 0; c < dim; ++c) dot += static_cast<double>(gi[c]) * xi[c];
-    const T r = rstd[i];
-    const T k = static_cast<T>(dot * static_cast<double>(r) * r / dim);
-    for (int c = 0; c < dim; ++c) {
-      const T v = multiplier * r * (gi[c] - xi[c] * k);
-      di[c] = accumulate ? di[c] + v : v;
-    }
+    const std::size_t o = static_cast<std::size_t>(i) * dim;
+    rms_row_backward(dx + o, dy + o, x + o, rstd[i], dim, multiplier, accumulate);
   }
 }
 
@@ -439,21 +479,9 @@ void CpuOps<T>::rope_apply(T* x, const T* cos_table, const T* sin_table, int row
 #pragma omp parallel for schedule(static)
   for (int r = 0; r < rows; ++r) {
     const std::size_t t = static_cast<std::size_t>(r % seq);
-    const T* cs = cos_table + t * half;
-    const T* sn = sin_table + t * half;
-    for (int h = 0; h < heads; ++h) {
-      T* v = x + (static_cast<std::size_t>(r) * heads + h) * hd;
-      for (int j = 0; j < half; ++j) {
-        const T a = v[j], b = v[j + half];
-        if (!inverse) {
-          v[j] = a * cs[j] + b * sn[j];
-          v[j + half] = -a * sn[j] + b * cs[j];
-        } else {
-          v[j] = a * cs[j] - b * sn[j];
-          v[j + half] = a * sn[j] + b * cs[j];
-        }
-      }
-    }
+    for (int h = 0; h < heads; ++h)
+      rope_vector(x + (static_cast<std::size_t>(r) * heads + h) * hd, cos_table + t * half, sin_table + t * half, half,
+                  inverse);
   }
 }
 
@@ -470,15 +498,44 @@ void CpuOps<T>::head_gain_forward(T* y, const T* x, const T* gain, int rows, int
 template <class T>
 void CpuOps<T>::head_gain_backward(T* dx, T* dgain, const T* dy, const T* x, const T* gain, int rows, int heads,
                                    int hd) {
-  column_reduce(dgain, rows, heads, [&](int r, double* acc) {
+  head_gain_reduce(dgain, dy, x, rows, heads, hd);
+  head_gain_forward(dx, dy, gain, rows, heads, hd);
+}
+
+template <class T>
+void CpuOps<T>::qk_prep_forward(T* normed, T* out, T* rstd, const T* x, const T* gain, const T* cos_table,
+                                const T* sin_table, int rows, int seq, int heads, int hd, int rope_dims) {
+  const int half = rope_dims / 2;
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; ++r) {
+    const std::size_t t = static_cast<std::size_t>(r % seq);
     for (int h = 0; h < heads; ++h) {
       const std::size_t o = (static_cast<std::size_t>(r) * heads + h) * hd;
-      double s = 0.0;
-      for (int e = 0; e < hd; ++e) s += static_cast<double>(dy[o + e]) * x[o + e];
-      acc[h] += s;
+      rstd[static_cast<std::size_t>(r) * heads + h] = rms_row_forward(normed + o, x + o, hd, T(1));
+      if (half > 0) rope_vector(normed + o, cos_table + t * half, sin_table + t * half, half, false);
+      if (gain != nullptr)
+        for (int e = 0; e < hd; ++e) out[o + e] = normed[o + e] * gain[h];
     }
-  });
-  head_gain_forward(dx, dy, gain, rows, heads, hd);
+  }
+}
+
+template <class T>
+void CpuOps<T>::qk_prep_backward(T* dx, T* dgain, const T* dout, const T* x, const T* normed, const T* rstd,
+                                 const T* gain, const T* cos_table, const T* sin_table, int rows, int seq, int heads,
+                                 int hd, int rope_dims) {
+  const int half = rope_dims / 2;
+  if (gain != nullptr) head_gain_reduce(dgain, dout, normed, rows, heads, hd);
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; ++r) {
+    const std::size_t t = static_cast<std::size_t>(r % seq);
+    std::vector<T> d(static_cast<std::size_t>(hd));  // the head's gradient (dx may be dout)
+    for (int h = 0; h < heads; ++h) {
+      const std::size_t o = (static_cast<std::size_t>(r) * heads + h) * hd;
+      for (int e = 0; e < hd; ++e) d[static_cast<std::size_t>(e)] = gain != nullptr ? dout[o + e] * gain[h] : dout[o + e];
+      if (half > 0) rope_vector(d.data(), cos_table + t * half, sin_table + t * half, half, true);
+      rms_row_backward(dx + o, d.data(), x + o, rstd[static_cast<std::size_t>(r) * heads + h], hd, T(1), false);
+    }
+  }
 }
 
 // Attention runs one task per (sequence, KV head): the task copies that head's keys and
@@ -704,21 +761,70 @@ void CpuOps<T>::leaky_relu_sq_backward(T* dh, const T* dz, const T* h, T slope, 
 }
 
 // ----- head and loss ------------------------------------------------------------------------------------
+namespace {
+
+// One row of the softcapped cross-entropy, in the order every softcap_ce op uses: the logits
+// are rounded to T before any statistic reads them, and the statistics are float64.
+template <class T>
+double softcap_row(T* z, int vocab, T cap) {  // caps z in place, returns its max
+  double mx = -INFINITY;
+  for (int c = 0; c < vocab; ++c) {
+    z[c] = cap * std::tanh(z[c] / cap);
+    mx = std::max(mx, static_cast<double>(z[c]));
+  }
+  return mx;
+}
+
+template <class T>
+double row_max(const T* z, int vocab) {
+  double mx = -INFINITY;
+  for (int c = 0; c < vocab; ++c) mx = std::max(mx, static_cast<double>(z[c]));
+  return mx;
+}
+
+template <class T>
+double row_exp_sum(const T* z, int vocab, double mx) {
+  double sum = 0.0;
+  for (int c = 0; c < vocab; ++c) sum += std::exp(static_cast<double>(z[c]) - mx);
+  return sum;
+}
+
+// d[c] = scale * (softmax(z)[c] - [c == target]) * (1 - (z[c] / cap)^2); d may be z.
+template <class T>
+void softcap_grad_row(T* d, const T* z, int target, int vocab, T cap, T scale, double mx, double sum) {
+  for (int c = 0; c < vocab; ++c) {
+    double p = std::exp(static_cast<double>(z[c]) - mx) / sum;
+    if (c == target) p -= 1.0;
+    const double t = static_cast<double>(z[c]) / cap;  // tanh(z_pre / cap)
+    d[c] = static_cast<T>(p * scale * (1.0 - t * t));
+  }
+}
+
+}  // namespace
+
 template <class T>
 void CpuOps<T>::softcap_ce_forward(T* logits, T* nll, T* loss_sum, const std::int32_t* targets, int n, int vocab,
                                    T cap) {
+  softcap_ce_rows(logits, nll, loss_sum, targets, n, vocab, cap, nullptr);
+}
+
+template <class T>
+void CpuOps<T>::softcap_ce_fused(T* z, T* nll, T* loss_sum, const std::int32_t* targets, int n, int vocab, T cap,
+                                 T scale) {
+  softcap_ce_rows(z, nll, loss_sum, targets, n, vocab, cap, &scale);
+}
+
+template <class T>
+void CpuOps<T>::softcap_ce_rows(T* logits, T* nll, T* loss_sum, const std::int32_t* targets, int n, int vocab, T cap,
+                                const T* grad_scale) {
   std::vector<double> row_nll(static_cast<std::size_t>(n));
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < n; ++i) {
     T* z = logits + static_cast<std::size_t>(i) * vocab;
-    double mx = -INFINITY;
-    for (int c = 0; c < vocab; ++c) {
-      z[c] = cap * std::tanh(z[c] / cap);
-      mx = std::max(mx, static_cast<double>(z[c]));
-    }
-    double sum = 0.0;
-    for (int c = 0; c < vocab; ++c) sum += std::exp(static_cast<double>(z[c]) - mx);
+    const double mx = softcap_row(z, vocab, cap);
+    const double sum = row_exp_sum(z, vocab, mx);
     row_nll[static_cast<std::size_t>(i)] = mx + std::log(sum) - z[targets[i]];
+    if (grad_scale != nullptr) softcap_grad_row(z, z, targets[i], vocab, cap, *grad_scale, mx, sum);
   }
   if (nll != nullptr)
     for (int i = 0; i < n; ++i) nll[i] = static_cast<T>(row_nll[static_cast<std::size_t>(i)]);
@@ -731,17 +837,9 @@ void CpuOps<T>::softcap_ce_backward(T* dz, const T* logits, const std::int32_t* 
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < n; ++i) {
     const T* z = logits + static_cast<std::size_t>(i) * vocab;
-    T* d = dz + static_cast<std::size_t>(i) * vocab;
-    double mx = -INFINITY;
-    for (int c = 0; c < vocab; ++c) mx = std::max(mx, static_cast<double>(z[c]));
-    double sum = 0.0;
-    for (int c = 0; c < vocab; ++c) sum += std::exp(static_cast<double>(z[c]) - mx);
-    for (int c = 0; c < vocab; ++c) {
-      double p = std::exp(static_cast<double>(z[c]) - mx) / sum;
-      if (c == targets[i]) p -= 1.0;
-      const double t = static_cast<double>(z[c]) / cap;  // tanh(z_pre / cap)
-      d[c] = static_cast<T>(p * scale * (1.0 - t * t));
-    }
+    const double mx = row_max(z, vocab);
+    softcap_grad_row(dz + static_cast<std::size_t>(i) * vocab, z, targets[i], vocab, cap, scale, mx,
+                     row_exp_sum(z, vocab, mx));
   }
 }
 

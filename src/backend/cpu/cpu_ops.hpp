@@ -17,6 +17,9 @@ int cpu_threads();
 template <class T>
 class CpuOps final : public Ops<T> {
  public:
+  // offer_fused_ops = false hides the fused ops from supports(), so that a caller composes them
+  // (tests compare the two paths).
+  explicit CpuOps(bool offer_fused_ops = true) : offer_fused_ops_(offer_fused_ops) {}
   std::string name() const override;
   void* allocate(std::size_t bytes) override;
   void release(void* p) override;
@@ -76,6 +79,16 @@ class CpuOps final : public Ops<T> {
                           T cap) override;
   void softcap_ce_backward(T* dz, const T* logits, const std::int32_t* targets, int n, int vocab, T cap,
                            T scale) override;
+  bool supports(FusedOp op) const override {
+    return offer_fused_ops_ && (op == FusedOp::softcap_ce || op == FusedOp::qk_prep);
+  }
+  void qk_prep_forward(T* normed, T* out, T* rstd, const T* x, const T* gain, const T* cos_table, const T* sin_table,
+                       int rows, int seq, int heads, int hd, int rope_dims) override;
+  void qk_prep_backward(T* dx, T* dgain, const T* dout, const T* x, const T* normed, const T* rstd, const T* gain,
+                        const T* cos_table, const T* sin_table, int rows, int seq, int heads, int hd,
+                        int rope_dims) override;
+  void softcap_ce_fused(T* z, T* nll, T* loss_sum, const std::int32_t* targets, int n, int vocab, T cap,
+                        T scale) override;
   void add_group_rows(T* y, const T* x, const T* rows, int groups, int group_rows, int dim) override;
   void sum_group_rows(T* out, const T* x, int groups, int group_rows, int dim) override;
   void scale_rows(T* x, const T* w, int n, int dim) override;
@@ -99,6 +112,10 @@ class CpuOps final : public Ops<T> {
   void sgd_momentum_update(T* p, const T* g, T* buf, std::size_t n, T lr, T momentum) override;
   void fake_quant_int6(T* dst, const T* src, int rows, int cols) override;
  private:
+  // softcap_ce_forward's rows, and with grad_scale softcap_ce_fused's (the gradient in place).
+  void softcap_ce_rows(T* logits, T* nll, T* loss_sum, const std::int32_t* targets, int n, int vocab, T cap,
+                       const T* grad_scale);
+  bool offer_fused_ops_;
   AllocationLedger ledger_;
 };
 

@@ -44,15 +44,19 @@ void check_cuda(cudaError_t e, const char* what) {
 
 // A device scratch buffer that only grows (attention's dv partials, per-row NLL sums, the
 // float64 result of sum_squares), allocated through its backend so the backend's peak counts it.
+// Callers reserve() the largest size up front; get() grows it only past that (an allocation
+// the stall counters show).
 class Workspace {
  public:
   void* get(Device& device, std::size_t bytes) {
-    if (bytes > bytes_) {
-      release(device);
-      data_ = device.allocate(bytes);
-      bytes_ = bytes;
-    }
+    reserve(device, bytes);
     return data_;
+  }
+  void reserve(Device& device, std::size_t bytes) {
+    if (bytes <= bytes_) return;
+    release(device);
+    data_ = device.allocate(bytes);
+    bytes_ = bytes;
   }
   void release(Device& device) {
     if (data_ != nullptr) device.release(data_);
@@ -107,6 +111,16 @@ class CudaOps final : public Ops<float> {
     cudaFree(p);  // synchronises the device: no op still in flight reads p
   }
   std::optional<StallCounts> stall_counts() const override { return stalls_; }
+  void reserve(const Reservation& r) override {
+    dv_workspace_.reserve(*this, r.attention_kv_values * sizeof(float));
+    row_nll_workspace_.reserve(*this, r.loss_rows * sizeof(double));
+    sum_workspace_.reserve(*this, sizeof(double));
+    if (r.staging_bytes > 0)
+      for (StagingBuffer& b : staging_) grow_staging(b, r.staging_bytes);
+  }
+  std::uint64_t reserved_bytes(const Reservation& r) const override {
+    return r.attention_kv_values * sizeof(float) + r.loss_rows * sizeof(double) + sizeof(double);
+  }
   std::uint64_t peak_bytes() const override { return ledger_.peak(); }
   bool start_op_timing() override {
     synchronize();
@@ -173,14 +187,7 @@ class CudaOps final : public Ops<float> {
       }
       b.in_flight = false;
     }
-    if (b.bytes < bytes) {
-      if (b.host != nullptr) check_cuda(cudaFreeHost(b.host), "freeing a staging buffer");
-      b.host = nullptr;
-      b.bytes = 0;
-      check_cuda(cudaHostAlloc(&b.host, bytes, cudaHostAllocDefault), "allocating a pinned staging buffer");
-      b.bytes = bytes;
-      ++stalls_.allocation_calls;
-    }
+    grow_staging(b, bytes);
     std::memcpy(b.host, src, bytes);
     check_cuda(cudaMemcpyAsync(dst, b.host, bytes, cudaMemcpyHostToDevice, stream_), "staged copy host to device");
     check_cuda(cudaEventRecord(b.copied, stream_), "recording a staging event");
@@ -329,6 +336,28 @@ class CudaOps final : public Ops<float> {
                            float scale) override {
     guarded("softcap_ce_backward", [&] { kernels::softcap_ce_backward(dz, logits, targets, n, vocab, cap, scale, stream_); });
   }
+  bool supports(FusedOp op) const override { return op == FusedOp::softcap_ce || op == FusedOp::qk_prep; }
+  void qk_prep_forward(float* normed, float* out, float* rstd, const float* x, const float* gain, const float* cos_table,
+                       const float* sin_table, int rows, int seq, int heads, int hd, int rope_dims) override {
+    guarded("qk_prep_forward", [&] {
+      kernels::qk_prep_forward(normed, out, rstd, x, gain, cos_table, sin_table, rows, seq, heads, hd, rope_dims, stream_);
+    });
+  }
+  void qk_prep_backward(float* dx, float* dgain, const float* dout, const float* x, const float* normed,
+                        const float* rstd, const float* gain, const float* cos_table, const float* sin_table, int rows,
+                        int seq, int heads, int hd, int rope_dims) override {
+    guarded("qk_prep_backward", [&] {
+      kernels::qk_prep_backward(dx, dgain, dout, x, normed, rstd, gain, cos_table, sin_table, rows, seq, heads, hd,
+                                rope_dims, stream_);
+    });
+  }
+  void softcap_ce_fused(float* z, float* nll, float* loss_sum, const std::int32_t* targets, int n, int vocab, float cap,
+                        float scale) override {
+    auto* row_nll = static_cast<double*>(
+        row_nll_workspace_.get(*this, static_cast<std::size_t>(n > 0 ? n : 1) * sizeof(double)));
+    guarded("softcap_ce_fused",
+            [&] { kernels::softcap_ce_fused(z, nll, loss_sum, targets, n, vocab, cap, scale, row_nll, stream_); });
+  }
 
   void add_group_rows(float* y, const float* x, const float* rows, int groups, int group_rows, int dim) override {
     guarded("add_group_rows", [&] { kernels::add_group_rows(y, x, rows, groups, group_rows, dim, stream_); });
@@ -449,6 +478,20 @@ class CudaOps final : public Ops<float> {
     cudaEvent_t copied = nullptr;
     bool in_flight = false;
   };
+  // Makes b hold at least `bytes` (b is not in flight: its previous copy has finished).
+  void grow_staging(StagingBuffer& b, std::size_t bytes) {
+    if (b.bytes >= bytes) return;
+    if (b.in_flight) {
+      check_cuda(cudaEventSynchronize(b.copied), "waiting for a staging buffer");
+      b.in_flight = false;
+    }
+    if (b.host != nullptr) check_cuda(cudaFreeHost(b.host), "freeing a staging buffer");
+    b.host = nullptr;
+    b.bytes = 0;
+    check_cuda(cudaHostAlloc(&b.host, bytes, cudaHostAllocDefault), "allocating a pinned staging buffer");
+    b.bytes = bytes;
+    ++stalls_.allocation_calls;
+  }
   cudaStream_t stream_ = nullptr;  // the compute stream: every op in issue order
   // Enough buffers for a training step's uploads (its per-step constants and each micro-batch's
   // ids and targets) to be in flight while the host prepares the next ones.
