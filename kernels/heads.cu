@@ -203,9 +203,9 @@ __global__ void qk_prep_backward_kernel(float* dx, const float* dout, const floa
 
 dim3 grid_of(std::size_t work) { return dim3(static_cast<unsigned>((work + kThreads - 1) / kThreads)); }
 
-void check_head_dim(int hd) {
+void check_head_dim(const char* kernels, int hd) {
   if (hd > kMaxHeadDim)
-    throw std::invalid_argument("xsa and qk_prep kernels: head dimension " + std::to_string(hd) + " exceeds " +
+    throw std::invalid_argument(std::string(kernels) + " kernels: head dimension " + std::to_string(hd) + " exceeds " +
                                 std::to_string(kMaxHeadDim));
 }
 
@@ -246,7 +246,7 @@ void qk_prep_forward(float* normed, float* out, float* rstd, const float* x, con
                      const float* sin_table, int rows, int seq, int heads, int hd, int rope_dims, cudaStream_t stream) {
   const std::size_t vectors = static_cast<std::size_t>(rows) * static_cast<std::size_t>(heads);
   if (vectors == 0) return;
-  check_head_dim(hd);
+  check_head_dim("qk_prep", hd);
   PG_LAUNCH(qk_prep_forward_kernel, warp_grid(vectors), dim3(kThreads), 0, stream, normed, gain != nullptr ? out : nullptr,
             rstd, x, gain, cos_table, sin_table, seq, heads, hd, rope_dims / 2, vectors);
 }
@@ -256,7 +256,7 @@ void qk_prep_backward(float* dx, float* dgain, const float* dout, const float* x
                       int seq, int heads, int hd, int rope_dims, cudaStream_t stream) {
   const std::size_t vectors = static_cast<std::size_t>(rows) * static_cast<std::size_t>(heads);
   if (vectors == 0) return;
-  check_head_dim(hd);
+  check_head_dim("qk_prep", hd);
   if (gain != nullptr)  // before dx, which may overwrite dout
     PG_LAUNCH(head_gain_grad_kernel, grid_of(static_cast<std::size_t>(heads)), dim3(kThreads), 0, stream, dgain, dout,
               normed, rows, heads, hd);
@@ -268,7 +268,7 @@ void xsa_forward(float* out, const float* y, const float* v, int rows, int heads
                  cudaStream_t stream) {
   const std::size_t work = static_cast<std::size_t>(rows) * static_cast<std::size_t>(kv_heads);
   if (work == 0) return;
-  check_head_dim(hd);
+  check_head_dim("xsa", hd);
   PG_LAUNCH(xsa_forward_kernel, grid_of(work), dim3(kThreads), 0, stream, out, y, v, rows, heads, kv_heads, hd);
 }
 
@@ -276,7 +276,7 @@ void xsa_backward(float* dy, float* dv, const float* dout, const float* y, const
                   int kv_heads, int hd, cudaStream_t stream) {
   const std::size_t work = static_cast<std::size_t>(rows) * static_cast<std::size_t>(kv_heads);
   if (work == 0) return;
-  check_head_dim(hd);
+  check_head_dim("xsa", hd);
   PG_LAUNCH(xsa_backward_kernel, grid_of(work), dim3(kThreads), 0, stream, dy, dv, dout, y, v, rows, heads, kv_heads,
             hd);
 }

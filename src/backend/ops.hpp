@@ -69,11 +69,17 @@ class Device {
   struct Reservation {
     std::size_t staging_bytes = 0;        // the largest stage_to_device copy
     std::size_t attention_kv_values = 0;  // batch * seq * kv_heads * hd of attention_backward
-    std::size_t loss_rows = 0;            // n of softcap_ce_forward
+    std::size_t loss_rows = 0;            // n of softcap_ce_forward and softcap_ce_fused
+    // What reserving both holds (scratch is shared, not summed): the larger of each field.
+    Reservation merged(const Reservation& o) const {
+      return {staging_bytes > o.staging_bytes ? staging_bytes : o.staging_bytes,
+              attention_kv_values > o.attention_kv_values ? attention_kv_values : o.attention_kv_values,
+              loss_rows > o.loss_rows ? loss_rows : o.loss_rows};
+    }
   };
   virtual void reserve(const Reservation&) {}
-  // The device bytes reserve() holds for a reservation (memory plans count them per caller,
-  // which over-counts when callers share a backend's scratch; 0 on the CPU, which has none).
+  // The device bytes reserve() holds for a reservation (0 on the CPU, which has none). Callers
+  // that share a backend count the merged reservation once.
   virtual std::uint64_t reserved_bytes(const Reservation&) const { return 0; }
   // Per-op timing (backend/op_profile.hpp) for benchmarks: start_op_timing() returns false
   // when the backend cannot time its ops; stop_op_timing() returns what ran since the start.
@@ -244,7 +250,8 @@ class Ops : public virtual Device {
   }
   // Its backward from dout (the gradient of out, or of normed without a gain): with a gain
   // head_gain_backward(d, dgain, dout, normed, gain), then rope_apply(d, ..., true) and
-  // rmsnorm_backward(dx, d, x, rstd, rows * heads, hd, 1, false). dx (written) may be dout.
+  // rmsnorm_backward(dx, d, x, rstd, rows * heads, hd, 1, false). dx (written) may be dout;
+  // otherwise dout's contents afterwards are unspecified (the composition rotates it in place).
   virtual void qk_prep_backward(T* dx, T* dgain, const T* dout, const T* x, const T* normed, const T* rstd,
                                 const T* gain, const T* cos_table, const T* sin_table, int rows, int seq, int heads,
                                 int hd, int rope_dims) {

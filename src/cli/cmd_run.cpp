@@ -182,7 +182,8 @@ void run_main(RunOptions o) {
   eo.nll_out = dir / "val_nll.f64";
   // The final evaluations run on a model of their own (the trainer's memory plan counts it),
   // with the layer schedule training ended with.
-  const auto net = eval::make_eval_model(c.model, ops, eo, trainer.model().recurrence_active());
+  const bool recurrence = trainer.model().recurrence_active();
+  auto net = eval::make_eval_model(c.model, ops, eo, recurrence);
   net->set_params(exported);
   const eval::ValStream stream = eval::load_val_stream(c);
   const eval::EvalResult e = eval::evaluate(*net, stream, trainer.byte_tables(), eo);
@@ -217,7 +218,11 @@ void run_main(RunOptions o) {
                           {"pgolf_version", std::string(build_info().version)},
                           {"pgolf_git", std::string(build_info().git_hash)}};
     req.out = dir / "artifact.pgolf";
+    // Full GPTQ builds its calibration model during the export: the evaluation's model is
+    // released first and rebuilt for the round trip (the memory plan counts the larger of the two).
+    net.reset();
     const exporter::ExportResult x = exporter::export_model(req, stderr);
+    net = eval::make_eval_model(c.model, ops, eo, recurrence);
     net->set_params(x.weights);
     eo.nll_out = dir / "val_nll_roundtrip.f64";
     const eval::EvalResult q = eval::evaluate(*net, stream, trainer.byte_tables(), eo);

@@ -77,10 +77,13 @@ std::uint64_t eval_extra_bytes(const config::ModelConfig& model, const EvalOptio
   return bytes;
 }
 
+model::ModelFootprint eval_model_footprint(const config::ModelConfig& model, backend::Ops<float>& ops,
+                                           const EvalOptions& o) {
+  return model::Model<float>::plan(model, ops, eval_model_batch(o), static_cast<int>(model.seq_len), eval_model_mode(o));
+}
+
 backend::MemoryPlan eval_memory_plan(const config::ModelConfig& model, backend::Ops<float>& ops, const EvalOptions& o) {
-  const model::ModelFootprint f =
-      model::Model<float>::plan(model, ops, eval_model_batch(o), static_cast<int>(model.seq_len), eval_model_mode(o));
-  return model::memory_plan(f, {{"TTT/SLOT buffers", eval_extra_bytes(model, o)}});
+  return model::memory_plan(eval_model_footprint(model, ops, o), {{"TTT/SLOT buffers", eval_extra_bytes(model, o)}});
 }
 
 std::unique_ptr<model::Model<float>> make_eval_model(const config::ModelConfig& model, backend::Ops<float>& ops,

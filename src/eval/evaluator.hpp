@@ -74,6 +74,8 @@ std::uint64_t eval_extra_bytes(const config::ModelConfig& model, const EvalOptio
 // their own, never on the training model): what it allocates (the model for eval_model_batch()
 // sequences of model.seq_len in eval_model_mode(), and evaluate()'s TTT/SLOT buffers), and the
 // model itself, with depth recurrence on or off as given. Its weights are set by the caller.
+model::ModelFootprint eval_model_footprint(const config::ModelConfig& model, backend::Ops<float>& ops,
+                                           const EvalOptions& o);
 backend::MemoryPlan eval_memory_plan(const config::ModelConfig& model, backend::Ops<float>& ops, const EvalOptions& o);
 std::unique_ptr<model::Model<float>> make_eval_model(const config::ModelConfig& model, backend::Ops<float>& ops,
                                                      const EvalOptions& o, bool recurrence_active);

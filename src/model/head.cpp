@@ -1,5 +1,7 @@
 #include "model/head.hpp"
 
+#include "common/error.hpp"
+
 namespace pgolf::model {
 
 namespace {
@@ -19,6 +21,10 @@ void head_logits(backend::Ops<T>& ops, const HeadShape<T>& s, const T* x, const 
 template <class T>
 void head_projection_backward(backend::Ops<T>& ops, const HeadShape<T>& s, T* dx, T* dw, T* dh, const T* x, const T* w,
                               const HeadActs<T>& a, const T* row_weight) {
+  // The row weights scale the gradient after the projection's backward, which has already
+  // added the unweighted weight gradient: the two together would be wrong.
+  if (row_weight != nullptr && dw != nullptr)
+    fail(ErrorKind::internal, "head backward: row weights apply to the input gradient only (dw must be null)");
   T* d_in = s.norm ? dh : dx;  // the gradient of the projection's input
   ops.matmul_backward(d_in, dw, a.logits, s.norm ? a.h : x, w, s.rows, s.dim, s.vocab, false);
   if (row_weight != nullptr) ops.scale_rows(d_in, row_weight, s.rows, s.dim);

@@ -34,7 +34,8 @@ void head_forward(backend::Ops<T>& ops, const HeadShape<T>& s, const T* x, const
 // gradient when dw is not null. The gradient of the logits replaces them in a.logits (one
 // rows x vocab buffer); dh (rows x dim, norm only) is scratch. A row_weight (device vector of
 // rows, may be null) scales each row's gradient after the projection: the head is linear in a
-// row's dlogits, so this is the gradient of the weighted sum of NLLs (SLOT's fit mask).
+// row's dlogits, so this is the input gradient of the weighted sum of NLLs (SLOT's fit mask);
+// dw must then be null (Error(internal)).
 template <class T>
 void head_backward(backend::Ops<T>& ops, const HeadShape<T>& s, T* dx, T* dw, T* dh, const T* x, const T* w,
                    const std::int32_t* targets, const HeadActs<T>& a, T scale, const T* row_weight = nullptr);

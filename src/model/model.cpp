@@ -156,7 +156,8 @@ ModelFootprint Model<T>::footprint() const {
   f.grads = training_ ? table_.total() * sizeof(T) : 0;
   f.tables = (2 * rope_table_values() + 1) * sizeof(T);  // RoPE cos/sin and the loss sum
   f.arena = arena_.bytes();
-  f.workspaces = ops_.reserved_bytes(reservation());
+  f.reservation = reservation();
+  f.workspaces = ops_.reserved_bytes(f.reservation);
   return f;
 }
 

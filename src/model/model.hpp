@@ -56,8 +56,9 @@ struct Step {
   int skip_weight = -1;      // row of skip_weights / skip_gates
   bool split_here = false;   // the first parallel-lane step
   bool parallel = false;     // runs as two lanes
-  // Where the popped skip is added (forward and backward both read these): into x, which is
-  // lane0 after the split, and into lane1 (parallel_residual.skip_policy = both_lanes).
+  // Where the popped skip is added (forward and backward both read these): into x (lane0 after
+  // the split) and into lane1. After the split both_lanes sets both; dead_x neither (the
+  // record adds it to the abandoned x, which nothing reads).
   bool skip_into_lane0 = false;
   bool skip_into_lane1 = false;
 };
@@ -75,6 +76,7 @@ struct ModelFootprint {
   std::uint64_t tables = 0;  // RoPE tables and the loss accumulator
   std::uint64_t arena = 0;   // every activation buffer
   std::uint64_t workspaces = 0;  // the backend's op scratch reserved for this model's shapes
+  backend::Device::Reservation reservation;  // those shapes (plans that share a backend merge them)
   std::uint64_t total() const { return params + grads + tables + arena + workspaces; }
 };
 

@@ -187,9 +187,13 @@ Trainer::~Trainer() = default;
 backend::MemoryPlan Trainer::memory_plan(const config::Config& c, backend::Ops<float>& ops, int world_size) {
   const BatchSplit split = batch_split(c, world_size);
   const int T = static_cast<int>(c.model.seq_len);
-  const model::ModelFootprint f = model::Model<float>::plan(c.model, ops, split.max_batch, T);
+  model::ModelFootprint f = model::Model<float>::plan(c.model, ops, split.max_batch, T);
   const model::ModelFootprint val =
       model::Model<float>::plan(c.model, ops, split.val_batch, T, model::ModelMode::inference, true);
+  const eval::EvalOptions eo = eval::eval_options(c);
+  const model::ModelFootprint final_eval = eval::eval_model_footprint(c.model, ops, eo);
+  // The three models share the backend's op workspaces: counted once, for the largest shapes.
+  f.workspaces = ops.reserved_bytes(f.reservation.merged(val.reservation).merged(final_eval.reservation));
   const model::ParamTable table(c.model);
   const std::uint64_t copy = table.total() * sizeof(float);
   backend::MemoryPlan plan = model::memory_plan(
@@ -197,10 +201,10 @@ backend::MemoryPlan Trainer::memory_plan(const config::Config& c, backend::Ops<f
           {"EMA/SWA/QAT copies",
            copy * ((c.train.ema.enabled ? 1 : 0) + (c.train.swa.enabled ? 1 : 0) + (c.train.qat.enabled ? 1 : 0))},
           {"step state", DeviceStep::planned_bytes(kMaxUnreadSteps) + 4 * sizeof(float)},
-          {"validation model", val.total()}});
+          {"validation model", val.total() - val.workspaces}});
   // After training, the final evaluation's model and buffers and then GPTQ's calibration model
   // come and go one after the other beside everything above: the larger of the two counts.
-  const std::uint64_t eval_extra = eval::eval_memory_plan(c.model, ops, eval::eval_options(c)).total();
+  const std::uint64_t eval_extra = final_eval.total() - final_eval.workspaces + eval::eval_extra_bytes(c.model, eo);
   const std::uint64_t calibration = c.export_.enabled ? exporter::calibration_bytes(c, ops) : 0;
   plan.add(calibration > eval_extra ? "GPTQ calibration" : "final evaluation", std::max(eval_extra, calibration));
   return plan;
@@ -390,7 +394,7 @@ ValRecord Trainer::validate() {
   val_model_->set_recurrence_active(model_->recurrence_active());
   eval::EvalOptions o;
   o.mode = eval::Mode::nonoverlap;
-  o.batch_windows = static_cast<int>(std::max<std::int64_t>(micro_seqs_, cfg_.eval.batch_windows));
+  o.batch_windows = val_model_->max_batch();  // BatchSplit::val_batch
   o.progress = false;
   eval::EvalResult e = eval::evaluate(*val_model_, *val_, *tables_, o);
   ValRecord v{step_, e.val_loss, e.val_bpb};

@@ -313,9 +313,8 @@ TEST(CudaBackend, ATrainingStepNeitherSyncsNorAllocatesAndOneReadReturnsEverySte
       opt.stage_constants(s, 1.0);
       device_step.begin(static_cast<std::size_t>(s));
       net.zero_grads();
-      net.forward_loss(ids.data(), targets.data(), batch, seq);
+      net.forward_backward(ids.data(), targets.data(), batch, seq);
       device_step.add_loss(static_cast<std::size_t>(s), net.loss_sum(), static_cast<double>(ids.size()));
-      net.backward();
       device_step.guard_and_clip(static_cast<std::size_t>(s), net.grads(), n, 0.3);
       opt.apply(net.params(), net.grads(), device_step.skip());
       ops.axpby_step(ema.get(), net.params(), decay.get(), n, device_step.skip());

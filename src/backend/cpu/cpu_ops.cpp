@@ -525,15 +525,18 @@ void CpuOps<T>::qk_prep_backward(T* dx, T* dgain, const T* dout, const T* x, con
                                  int hd, int rope_dims) {
   const int half = rope_dims / 2;
   if (gain != nullptr) head_gain_reduce(dgain, dout, normed, rows, heads, hd);
-#pragma omp parallel for schedule(static)
-  for (int r = 0; r < rows; ++r) {
-    const std::size_t t = static_cast<std::size_t>(r % seq);
-    std::vector<T> d(static_cast<std::size_t>(hd));  // the head's gradient (dx may be dout)
-    for (int h = 0; h < heads; ++h) {
-      const std::size_t o = (static_cast<std::size_t>(r) * heads + h) * hd;
-      for (int e = 0; e < hd; ++e) d[static_cast<std::size_t>(e)] = gain != nullptr ? dout[o + e] * gain[h] : dout[o + e];
-      if (half > 0) rope_vector(d.data(), cos_table + t * half, sin_table + t * half, half, true);
-      rms_row_backward(dx + o, d.data(), x + o, rstd[static_cast<std::size_t>(r) * heads + h], hd, T(1), false);
+#pragma omp parallel
+  {
+    std::vector<T> d(static_cast<std::size_t>(hd));  // one head's gradient (dx may be dout)
+#pragma omp for schedule(static)
+    for (int r = 0; r < rows; ++r) {
+      const std::size_t t = static_cast<std::size_t>(r % seq);
+      for (int h = 0; h < heads; ++h) {
+        const std::size_t o = (static_cast<std::size_t>(r) * heads + h) * hd;
+        for (int e = 0; e < hd; ++e) d[static_cast<std::size_t>(e)] = gain != nullptr ? dout[o + e] * gain[h] : dout[o + e];
+        if (half > 0) rope_vector(d.data(), cos_table + t * half, sin_table + t * half, half, true);
+        rms_row_backward(dx + o, d.data(), x + o, rstd[static_cast<std::size_t>(r) * heads + h], hd, T(1), false);
+      }
     }
   }
 }

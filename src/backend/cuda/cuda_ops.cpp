@@ -106,6 +106,7 @@ class CudaOps final : public Ops<float> {
     return p;
   }
   void release(void* p) override {  // never throws: called from destructors
+    if (p == nullptr) return;  // nothing to free, nothing to count
     ledger_.remove(p);
     ++stalls_.allocation_calls;
     cudaFree(p);  // synchronises the device: no op still in flight reads p
