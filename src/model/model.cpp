@@ -128,16 +128,17 @@ Model<T>::Model(LayoutOnly, const config::ModelConfig& cfg, backend::Ops<T>& ops
   for (bool rec : {false, true})
     for (const auto& s : layer_schedule(cfg, rec)) max_enc_ = std::max(max_enc_, s.push_slot + 1);
   schedule_ = layer_schedule(cfg, false);
+  const auto offset_of = [this](const std::string& name) {  // kAbsent when this model has no such tensor
+    const ParamSpec* spec = table_.find(name);
+    return spec != nullptr ? spec->offset : kAbsent;
+  };
   block_offsets_.resize(static_cast<std::size_t>(cfg.num_layers));
   for (std::size_t l = 0; l < block_offsets_.size(); ++l)
-    for (int t = 0; t < static_cast<int>(BlockTensor::count); ++t) {
-      const ParamSpec* spec = table_.find(cat("blocks.", l, ".", block_tensor_suffix(static_cast<BlockTensor>(t))));
-      block_offsets_[l][static_cast<std::size_t>(t)] = spec != nullptr ? spec->offset : kAbsent;
-    }
-  for (int t = 0; t < static_cast<int>(ModelTensor::count); ++t) {
-    const ParamSpec* spec = table_.find(model_tensor_name(static_cast<ModelTensor>(t)));
-    model_offsets_[static_cast<std::size_t>(t)] = spec != nullptr ? spec->offset : kAbsent;
-  }
+    for (int t = 0; t < static_cast<int>(BlockTensor::count); ++t)
+      block_offsets_[l][static_cast<std::size_t>(t)] =
+          offset_of(cat("blocks.", l, ".", block_tensor_suffix(static_cast<BlockTensor>(t))));
+  for (int t = 0; t < static_cast<int>(ModelTensor::count); ++t)
+    model_offsets_[static_cast<std::size_t>(t)] = offset_of(model_tensor_name(static_cast<ModelTensor>(t)));
   if (cfg.value_embed.enabled)
     for (std::size_t k = 0; k < cfg.value_embed.layers.size(); ++k)
       ve_scale_offsets_.push_back(table_.at(cat("ve_layer_scales.", k)).offset);
